@@ -1,0 +1,99 @@
+// Starts the real server (`node dist/main.js ...`) as a child process on a free port, the way a
+// user does, and waits for its `listening on http://HOST:PORT` line. Every integration test uses it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+
+/** The project's root, from dist-test/test/helpers/ where this file runs compiled. */
+export const PROJECT_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const MAIN_JS = fileURLToPath(new URL('../../../dist/main.js', import.meta.url));
+/** A fixture application under test/fixtures/, by file name (they are plain .mjs, not compiled). */
+export const fixture = (name: string): string => fileURLToPath(new URL(`../../../test/fixtures/${name}`, import.meta.url));
+
+export interface RunningServer {
+  proc: ChildProcess;
+  port: number;
+  /** `http://127.0.0.1:PORT` */
+  url: string;
+  /** `ws://127.0.0.1:PORT` */
+  wsUrl: string;
+  /** Everything written so far to stdout and stderr. */
+  output(): string;
+  /** Resolves with the exit code (or signal name) once the process has exited. */
+  exited: Promise<number | string>;
+  /** Sends the signal (SIGTERM by default) and waits for the exit; SIGKILL after `graceMs`. */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number | string>;
+}
+
+export interface StartOptions {
+  /** Extra CLI arguments (`--port 0 --host 127.0.0.1` are added unless given). */
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** How long to wait for the listening line. */
+  timeoutMs?: number;
+}
+
+/** Spawns `node dist/main.js` and resolves once it prints `listening on http://HOST:PORT`. */
+export async function startServer(options: StartOptions = {}): Promise<RunningServer> {
+  const args = [...(options.args ?? [])];
+  if (!args.includes('--port')) args.push('--port', '0');
+  if (!args.includes('--host')) args.push('--host', '127.0.0.1');
+  const proc = spawn(process.execPath, [MAIN_JS, ...args], {
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.setEncoding('utf8').on('data', (s: string) => { out += s; });
+  proc.stderr!.setEncoding('utf8').on('data', (s: string) => { out += s; });
+  const exited = once(proc, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`server did not print "listening on" within ${options.timeoutMs ?? 15000} ms:\n${out}`));
+    }, options.timeoutMs ?? 15000);
+    const check = () => {
+      const match = /listening on http:\/\/[^\s:]+:(\d+)/.exec(out);
+      if (match) { clearTimeout(timer); resolve(Number(match[1])); }
+    };
+    proc.stdout!.on('data', check);
+    proc.stderr!.on('data', check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited (${code}) before listening:\n${out}`));
+    });
+  });
+
+  return {
+    proc,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    wsUrl: `ws://127.0.0.1:${port}`,
+    output: () => out,
+    exited,
+    async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 15000) {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill(signal);
+        const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+        const code = await exited;
+        clearTimeout(timer);
+        return code;
+      }
+      return exited;
+    },
+  };
+}
+
+/** Runs `node dist/main.js ARGS` to completion (for flags that exit), with its output. */
+export async function runMain(args: string[], timeoutMs = 15000): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  const proc = spawn(process.execPath, [MAIN_JS, ...args], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
+  proc.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+  const [code, signal] = await once(proc, 'exit');
+  clearTimeout(timer);
+  return { code: (code ?? signal) as number | string, stdout, stderr };
+}
