@@ -1,0 +1,383 @@
+// The broadcast hub: every chat message published in any worker reaches every subscriber in every
+// worker, exactly once, in one global order, after the recent history.
+//
+// The Python design this replaces: workers put chat text on a `multiprocessing.Manager().Queue()`,
+// a loop in the main process copied every message into each subscriber's `manager.Queue()` (kept
+// in a Manager dict), and each subscriber's consumer polled its queue from a thread with
+// `asyncio.to_thread(queue.get, timeout=3)`. Here:
+//   - Manager queue and dict → node:cluster IPC messages to the primary, which keeps the registry;
+//   - polling with a 3 s timeout → events: an IPC message or a push wakes whoever waits, at once;
+//   - one unbounded `manager.Queue()` per subscriber → a bounded SubscriberQueue in the
+//     subscriber's own worker; the primary sends each message once per *worker*, not once per
+//     subscriber, and the worker fans it out locally.
+//
+//   worker A: publish ──┐                        ┌──▶ worker A: queue per local subscriber ──▶ socket
+//   worker B: publish ──┼─ IPC ─▶ primary loop ──┼──▶ worker B: queue per local subscriber ──▶ socket
+//   worker C: publish ──┘   (id, ts, history)    └──▶ (only workers that have subscribers)
+//
+// One interface for both modes: with --workers 1 the loop runs in the same process and the "IPC"
+// is a direct call (LocalLink); with --workers N it runs in the cluster primary (IpcLink).
+//
+// Theory of operation:
+//   Order: only the primary assigns ids; it sends batches in id order over each worker's IPC
+//     channel, which preserves order, so every subscriber sees the primary's order.
+//   Batching: what arrives within one turn of the event loop travels as one IPC message, both
+//     ways (flushed with setImmediate), so IPC costs per turn, not per message.
+//   History without gap or duplicate: a worker asks the primary to subscribe; before answering
+//     with the history, the primary flushes its pending batch. So every message with an id up to
+//     the history's last one reached that worker *before* the answer (and is ignored for the
+//     still-pending subscriber), and every later message comes *after* it.
+//   Flow control: IPC channels buffer without bound, so each side counts its messages not yet
+//     flushed; above IPC_HIGH the workers stop taking new chat messages from their clients (TCP
+//     then pushes back on publishers) until every count is under IPC_LOW. Nothing accepted is dropped.
+import cluster, { type Worker } from 'node:cluster';
+import type { ChatConfig } from './config.js';
+import { readChatConfig } from './config.js';
+import { log } from './server/logger.js';
+import { SubscriberQueue } from './subscriber-queue.js';
+
+const IPC_HIGH = 1000;
+const IPC_LOW = 250;
+
+// ---- the messages between a worker and the primary ---------------------------------------------
+
+/** Worker → primary. `pub` carries the tail of each message's JSON: `"sender":…,"message":…}`. */
+type ToPrimary =
+  | { t: 'chat:pub'; m: string[] }
+  | { t: 'chat:sub'; r: number }
+  | { t: 'chat:unsub'; n: number };
+/** Primary → worker. A batch holds consecutive ids, from `first`. */
+type ToWorker =
+  | { t: 'chat:batch'; first: number; m: string[] }
+  | { t: 'chat:history'; r: number; m: string[] }
+  | { t: 'chat:flow'; paused: boolean };
+
+/** How a worker's hub reaches the loop: over IPC, or by direct calls in a single process. */
+interface PrimaryLink {
+  send(message: ToPrimary): void;
+  /** Messages handed to the link and not yet flushed to the other side. */
+  readonly pending: number;
+}
+
+// ---- the primary's side: the broadcast loop ----------------------------------------------------
+
+/** An outlet is one worker (or, in a single process, the process itself). */
+interface Outlet {
+  subscribers: number;
+  /** Messages sent to this outlet and not yet flushed to it. */
+  pending: number;
+  deliver(message: ToWorker, flushed: () => void): void;
+}
+
+export class BroadcastLoop {
+  private readonly outlets = new Set<Outlet>();
+  private readonly history: string[] = [];
+  private readonly historySize: number;
+  /**
+   * Ids start from the start time in microseconds, so they keep increasing across restarts: a
+   * page that dedupes by id never mistakes a new message for one it saw before a restart.
+   */
+  private nextId = Date.now() * 1000;
+  private batch: string[] = [];
+  private batchFirst = 0;
+  private flushScheduled = false;
+  private paused = false;
+
+  constructor(historySize: number) {
+    this.historySize = historySize;
+  }
+
+  addOutlet(outlet: Outlet): void {
+    this.outlets.add(outlet);
+  }
+
+  /** A worker died: forget it and its subscribers. */
+  removeOutlet(outlet: Outlet): void {
+    this.outlets.delete(outlet);
+    this.updateFlow();
+  }
+
+  handle(outlet: Outlet, message: ToPrimary): void {
+    switch (message.t) {
+      case 'chat:pub':
+        for (const tail of message.m) this.publish(tail);
+        return;
+      case 'chat:sub':
+        outlet.subscribers++;
+        this.flush(); // everything before the history's last id must reach the worker first
+        this.send(outlet, { t: 'chat:history', r: message.r, m: this.history.slice() });
+        return;
+      case 'chat:unsub':
+        outlet.subscribers = Math.max(0, outlet.subscribers - message.n);
+        return;
+    }
+  }
+
+  /** Assigns the next id and the server's time, and queues the message for this turn's batch. */
+  private publish(tail: string): void {
+    const id = this.nextId++;
+    // The worker validated and serialized sender and message; the primary only prepends the
+    // fields it owns. No parsing here, and a client cannot forge id, ts or extra fields.
+    const text = `{"id":${id},"ts":${Date.now()},${tail}`;
+    if (this.history.push(text) > this.historySize) this.history.shift();
+    if (this.batch.length === 0) this.batchFirst = id;
+    this.batch.push(text);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Sends this turn's batch once to every outlet that has subscribers. */
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.batch.length === 0) return;
+    const message: ToWorker = { t: 'chat:batch', first: this.batchFirst, m: this.batch };
+    this.batch = [];
+    for (const outlet of this.outlets) if (outlet.subscribers > 0) this.send(outlet, message);
+  }
+
+  private send(outlet: Outlet, message: ToWorker): void {
+    outlet.pending++;
+    outlet.deliver(message, () => {
+      outlet.pending--;
+      if (this.paused) this.updateFlow();
+    });
+    if (!this.paused && outlet.pending > IPC_HIGH) this.updateFlow();
+  }
+
+  /** Pauses publishers everywhere while any worker's channel is backlogged (see the top). */
+  private updateFlow(): void {
+    let worst = 0;
+    for (const outlet of this.outlets) worst = Math.max(worst, outlet.pending);
+    const paused = this.paused ? worst > IPC_LOW : worst > IPC_HIGH;
+    if (paused === this.paused) return;
+    this.paused = paused;
+    log.warning(paused ? `IPC backlog of ${worst} messages: pausing publishers` : 'IPC backlog cleared: resuming publishers');
+    for (const outlet of this.outlets) outlet.deliver({ t: 'chat:flow', paused }, () => {});
+  }
+}
+
+/** --workers N: runs the loop in the cluster primary, one outlet per worker. */
+export function startBroadcastPrimary(): { stop(): void } {
+  const config = readChatConfig();
+  const loop = new BroadcastLoop(config.historySize);
+  const outlets = new Map<Worker, Outlet>();
+  const outletOf = (worker: Worker): Outlet => {
+    let outlet = outlets.get(worker);
+    if (!outlet) {
+      outlet = {
+        subscribers: 0,
+        pending: 0,
+        deliver: (message, flushed) => {
+          if (worker.isConnected()) worker.send(message, undefined, flushed);
+          else flushed();
+        },
+      };
+      outlets.set(worker, outlet);
+      loop.addOutlet(outlet);
+    }
+    return outlet;
+  };
+  const onMessage = (worker: Worker, message: ToPrimary): void => {
+    if (typeof message?.t === 'string' && message.t.startsWith('chat:')) loop.handle(outletOf(worker), message);
+  };
+  const onExit = (worker: Worker): void => {
+    const outlet = outlets.get(worker);
+    if (!outlet) return;
+    if (outlet.subscribers > 0) log.info(`Forgetting ${outlet.subscribers} subscribers of worker ${worker.process.pid}`);
+    outlets.delete(worker);
+    loop.removeOutlet(outlet);
+  };
+  cluster.on('message', onMessage);
+  cluster.on('exit', onExit);
+  return {
+    stop() {
+      cluster.off('message', onMessage);
+      cluster.off('exit', onExit);
+    },
+  };
+}
+
+// ---- the worker's side: the hub ------------------------------------------------------------------
+
+/** A subscriber's handle: its queue (history first, then live messages) and a way out. */
+export interface Subscription {
+  readonly queue: SubscriberQueue;
+  /** Unsubscribes and closes the queue; safe to call more than once. */
+  close(): void;
+}
+
+const RESOLVED = Promise.resolve();
+
+export class Hub {
+  private readonly config: ChatConfig;
+  private readonly link: PrimaryLink;
+  /** Subscribers that receive live batches. */
+  private readonly live = new Set<SubscriberQueue>();
+  /** Subscribers waiting for their history, by request number. */
+  private readonly pendingSubscriptions = new Map<number, (history: string[]) => void>();
+  private nextRequest = 1;
+  private outbox: string[] = [];
+  private flushScheduled = false;
+  private pausedByPrimary = false;
+  private resumed: Promise<void> | null = null;
+  private resume: (() => void) | null = null;
+  private detached = false;
+  /** Subscribers closed for falling behind (shown by /healthz). */
+  slowConsumers = 0;
+
+  constructor(config: ChatConfig, link: PrimaryLink) {
+    this.config = config;
+    this.link = link;
+  }
+
+  /** Local WebSocket subscribers (shown by /healthz). */
+  get subscriberCount(): number {
+    return this.live.size;
+  }
+
+  /** Publishes one validated message; `tail` is `"sender":…,"message":…}` (see BroadcastLoop). */
+  publish(tail: string): void {
+    if (this.detached) return;
+    this.outbox.push(tail);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flushOutbox());
+    }
+  }
+
+  /**
+   * Resolves when publishers may go on: at once unless an IPC channel is backlogged. The chat
+   * handler awaits it before reading the next client message, so a backlog pushes back through
+   * TCP on the clients that publish, instead of growing a buffer.
+   */
+  ready(): Promise<void> {
+    if (!this.pausedByPrimary && this.link.pending <= IPC_HIGH) return RESOLVED;
+    if (!this.resumed) this.resumed = new Promise((resolve) => { this.resume = resolve; });
+    return this.resumed;
+  }
+
+  /**
+   * Subscribes: resolves once the history is queued; live messages follow it. `onSlowConsumer`
+   * is called if the queue overflows (the subscription is closed by then).
+   */
+  async subscribe(onSlowConsumer?: () => void): Promise<Subscription> {
+    const queue = new SubscriberQueue(this.config.queueMaxMessages, this.config.queueMaxBytes);
+    const request = this.nextRequest++;
+    const history = await new Promise<string[]>((resolve) => {
+      this.pendingSubscriptions.set(request, resolve);
+      this.link.send({ t: 'chat:sub', r: request });
+    });
+    let subscribed = true;
+    const close = (): void => {
+      if (!subscribed) return;
+      subscribed = false;
+      this.live.delete(queue);
+      queue.close();
+      if (!this.detached) this.link.send({ t: 'chat:unsub', n: 1 });
+    };
+    queue.onOverflow = () => {
+      this.slowConsumers++;
+      close();
+      onSlowConsumer?.();
+    };
+    for (const text of history) queue.push(text, Buffer.byteLength(text));
+    if (!this.detached) this.live.add(queue);
+    else queue.close();
+    return { queue, close };
+  }
+
+  /** Handles a message from the primary (or the in-process loop). */
+  receive(message: ToWorker): void {
+    switch (message.t) {
+      case 'chat:batch': {
+        const texts = message.m;
+        for (let i = 0; i < texts.length; i++) {
+          const text = texts[i]!;
+          const size = Buffer.byteLength(text); // once per message, not per subscriber
+          // The same string object goes into every queue: the server encodes its WebSocket frame
+          // once (server/frame-cache.ts) and writes that one Buffer to every socket.
+          for (const queue of this.live) queue.push(text, size);
+        }
+        return;
+      }
+      case 'chat:history': {
+        const resolve = this.pendingSubscriptions.get(message.r);
+        this.pendingSubscriptions.delete(message.r);
+        resolve?.(message.m);
+        return;
+      }
+      case 'chat:flow':
+        this.pausedByPrimary = message.paused;
+        this.maybeResume();
+        return;
+    }
+  }
+
+  /** Lifespan shutdown: close every subscription; nothing more is published or delivered. */
+  detach(): void {
+    this.detached = true;
+    for (const queue of this.live) queue.close();
+    this.live.clear();
+    for (const resolve of this.pendingSubscriptions.values()) resolve([]);
+    this.pendingSubscriptions.clear();
+    this.maybeResume();
+  }
+
+  private flushOutbox(): void {
+    this.flushScheduled = false;
+    if (this.outbox.length === 0) return;
+    const m = this.outbox;
+    this.outbox = [];
+    this.link.send({ t: 'chat:pub', m });
+  }
+
+  /** Called when the link flushed a message or the primary lifted its pause. */
+  maybeResume(): void {
+    if (!this.resume) return;
+    if (!this.detached && (this.pausedByPrimary || this.link.pending > IPC_LOW)) return;
+    const resume = this.resume;
+    this.resume = null;
+    this.resumed = null;
+    resume();
+  }
+}
+
+/** Connects a hub to the loop: over IPC in a cluster worker, else to a loop in this process. */
+export function createHub(config: ChatConfig): Hub {
+  if (cluster.isWorker) {
+    let pending = 0;
+    const link: PrimaryLink = {
+      get pending() { return pending; },
+      send(message) {
+        pending++;
+        process.send!(message, undefined, undefined, () => {
+          pending--;
+          hub.maybeResume();
+        });
+      },
+    };
+    const hub = new Hub(config, link);
+    const onMessage = (message: ToWorker): void => {
+      if (typeof message?.t === 'string' && message.t.startsWith('chat:')) hub.receive(message);
+    };
+    process.on('message', onMessage);
+    return hub;
+  }
+  // One process: the loop lives here and the link is a direct call. Delivery still goes through
+  // the loop's batching (setImmediate), so both modes behave the same.
+  const loop = new BroadcastLoop(config.historySize);
+  const outlet: Outlet = {
+    subscribers: 0,
+    pending: 0,
+    deliver: (message, flushed) => {
+      hub.receive(message);
+      flushed();
+    },
+  };
+  loop.addOutlet(outlet);
+  const link: PrimaryLink = { pending: 0, send: (message) => loop.handle(outlet, message) };
+  const hub = new Hub(config, link);
+  return hub;
+}

@@ -1,0 +1,39 @@
+// The chat's lifespan handler (ASGI "Lifespan" spec): on startup read the settings and the page,
+// attach to the broadcast hub, and put both in `state`, which the server copies into every
+// request's scope; on shutdown detach from the hub.
+import { createHub, type Hub } from './broadcast.js';
+import { readChatConfig, type ChatConfig } from './config.js';
+import { loadPage, type Page } from './http.js';
+import type { LifespanScope, Receive, Send } from './server/asgi-types.js';
+import { log } from './server/logger.js';
+
+/** What every chat request finds in `scope.state`. */
+export interface ChatState {
+  hub: Hub;
+  config: ChatConfig;
+  page: Page;
+}
+
+export async function lifespan(scope: LifespanScope, receive: Receive, send: Send): Promise<void> {
+  for (;;) {
+    const event = await receive();
+    if (event.type === 'lifespan.startup') {
+      let state: ChatState;
+      try {
+        const config = readChatConfig();
+        state = { config, page: await loadPage(), hub: createHub(config) };
+      } catch (error) {
+        await send({ type: 'lifespan.startup.failed', message: (error as Error).message });
+        return;
+      }
+      Object.assign(scope.state, state);
+      log.debug('Chat started: attached to the broadcast hub');
+      await send({ type: 'lifespan.startup.complete' });
+    } else if (event.type === 'lifespan.shutdown') {
+      (scope.state as unknown as ChatState).hub?.detach();
+      log.debug('Chat stopped: detached from the broadcast hub');
+      await send({ type: 'lifespan.shutdown.complete' });
+      return;
+    }
+  }
+}

@@ -1,0 +1,287 @@
+// The ASGI dispatcher for WebSocket connections: turns an HTTP upgrade into a `websocket` scope
+// and the connection's life into ASGI events (ASGI "HTTP & WebSocket" spec, WebSocket section),
+// and checks that the application sends its messages in an order the spec allows.
+//
+// Theory of operation. node:http hands us the socket at its 'upgrade' event. We check the
+// handshake (handshake.ts), then run the application. Its `send` moves a session through:
+//
+//   CONNECTING ──websocket.accept──────────────▶ ACCEPTED ──websocket.close──▶ CLOSING
+//       │      ──websocket.close / app returns─▶ 403, DONE                        │
+//       │      ──websocket.http.response.start─▶ RESPONDING ──last body──▶ DONE   │
+//       └──────── peer leaves ───────────────────────────────────────────────────┴──▶ DONE
+//
+// Frames are read only after the 101: bytes that arrive earlier are kept (bounded) and fed to
+// the codec on accept. `receive` returns `websocket.connect` first, then messages, then
+// `websocket.disconnect` — for ever after, so an app loop that misses it can never hang.
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type {
+  Application, Headers, ReceiveEvent, SendEvent, State, WebSocketDisconnectEvent, WebSocketScope,
+} from './asgi-types.js';
+import { CloseCode, isValidWireCloseCode } from './close-codes.js';
+import { truncateReason } from './connection.js';
+import { FrameCache } from './frame-cache.js';
+import { acceptResponse, checkHandshake, checkHeaders, plainResponse, plainResponseHead } from './handshake.js';
+import { describeError, log } from './logger.js';
+import { connectionScope } from './scope.js';
+import { WebSocketTransport, endSocket, type TransportOptions } from './ws-transport.js';
+
+export interface WebSocketSettings extends TransportOptions {
+  rootPath: string;
+}
+
+/** Bytes a client may send before the handshake completes (a client should send none). */
+const MAX_EARLY_BYTES = 64 * 1024;
+/** Received messages queued for an app that is not calling `receive`: stop reading above this. */
+const INBOX_PAUSE_AT = 64;
+const INBOX_RESUME_AT = 16;
+
+/** One frame cache per process: every connection broadcasting the same text shares its frame. */
+const frames = new FrameCache();
+
+const enum Phase { CONNECTING, RESPONDING, ACCEPTED, CLOSING, DONE }
+
+const RESOLVED = Promise.resolve();
+
+/** Every session open in this process, so that shutdown can close them with 1001. */
+export const openSessions = new Set<WebSocketSession>();
+
+/** Entry point from node:http's 'upgrade' event, for a request that asks for WebSocket. */
+export function handleWebSocketUpgrade(
+  app: Application, request: IncomingMessage, socket: Socket, head: Buffer, settings: WebSocketSettings, state: State,
+): void {
+  const handshake = checkHandshake(request);
+  if (!handshake.ok) {
+    log.info(`${describeClient(request)} - "WebSocket ${request.url}" ${handshake.status} (${handshake.message})`);
+    socket.end(plainResponse(handshake.status, handshake.message, handshake.headers));
+    return;
+  }
+  const scope: WebSocketScope = {
+    type: 'websocket',
+    asgi: { version: '3.0', spec_version: '2.3' },
+    http_version: '1.1',
+    scheme: 'ws',
+    ...connectionScope(request, settings.rootPath, state),
+    subprotocols: handshake.subprotocols,
+    extensions: { 'websocket.http.response': {} },
+  };
+  const session = new WebSocketSession(request, socket, head, handshake.key, settings);
+  void session.run(app, scope);
+}
+
+export class WebSocketSession {
+  private phase = Phase.CONNECTING;
+  private readonly request: IncomingMessage;
+  private readonly socket: Socket;
+  private readonly key: string;
+  private readonly settings: WebSocketSettings;
+  private readonly transport: WebSocketTransport;
+  /** Bytes received before accept, fed to the codec once the 101 is out. */
+  private early: Buffer[] = [];
+  private earlyBytes = 0;
+  // The receive side: events not yet taken, and the app's pending `receive` if it is waiting.
+  private readonly inbox: ReceiveEvent[] = [{ type: 'websocket.connect' }];
+  private waiting: ((event: ReceiveEvent) => void) | null = null;
+  private disconnect: WebSocketDisconnectEvent | null = null;
+  private paused = false;
+
+  constructor(request: IncomingMessage, socket: Socket, head: Buffer, key: string, settings: WebSocketSettings) {
+    this.request = request;
+    this.socket = socket;
+    this.key = key;
+    this.settings = settings;
+    this.transport = new WebSocketTransport(socket, settings, {
+      onMessage: (data) => this.deliver(typeof data === 'string'
+        ? { type: 'websocket.receive', text: data }
+        : { type: 'websocket.receive', bytes: data }),
+      onClose: (code, reason) => this.disconnected(code, reason),
+    });
+    if (head.length > 0) this.keepEarly(head);
+    socket.on('data', this.onEarlyData);
+    // The peer's FIN (node:http sockets are half-open capable), an error or the socket closing
+    // all mean the peer is gone; the transport turns that into 1006 unless the close completed.
+    socket.on('end', () => this.transport.peerEnded());
+    socket.on('error', () => this.transport.lost());
+    socket.on('close', () => this.transport.lost());
+    openSessions.add(this);
+  }
+
+  readonly receive = (): Promise<ReceiveEvent> => {
+    const event = this.inbox.shift();
+    if (event !== undefined) {
+      if (this.paused && this.inbox.length <= INBOX_RESUME_AT) {
+        this.paused = false;
+        this.socket.resume();
+      }
+      return Promise.resolve(event);
+    }
+    if (this.disconnect) return Promise.resolve(this.disconnect);
+    if (this.waiting) return Promise.reject(new Error('receive() called again before the previous call resolved'));
+    return new Promise((resolve) => { this.waiting = resolve; });
+  };
+
+  readonly send = (event: SendEvent): Promise<void> => {
+    try {
+      return this.dispatch(event) ?? RESOLVED;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
+
+  /** Runs the application, then enforces the contract's rules for how it ended. */
+  async run(app: Application, scope: WebSocketScope): Promise<void> {
+    try {
+      await app(scope, this.receive, this.send);
+      if (this.phase === Phase.CONNECTING) this.refuse(403); // returned before accept
+      else if (this.phase === Phase.ACCEPTED) this.transport.close(CloseCode.NORMAL, ''); // no close sent
+      else if (this.phase === Phase.RESPONDING) this.socket.destroy(); // response left unfinished
+    } catch (error) {
+      log.error(`Exception in ASGI application\n${describeError(error)}`);
+      if (this.phase === Phase.CONNECTING) this.refuse(500);
+      else if (this.phase === Phase.ACCEPTED) this.transport.close(CloseCode.INTERNAL_ERROR, '');
+      else if (this.phase === Phase.RESPONDING) this.socket.destroy();
+    }
+  }
+
+  /** Server shutdown: open connections get 1001 "going away" and the app its disconnect now. */
+  shutdown(): void {
+    if (this.phase === Phase.ACCEPTED) this.transport.close(CloseCode.GOING_AWAY, 'server shutting down');
+    else if (this.phase === Phase.CONNECTING || this.phase === Phase.RESPONDING) this.socket.destroy();
+    this.disconnected(CloseCode.GOING_AWAY, 'server shutting down');
+  }
+
+  /** Applies one event the app sent; returns a promise only when the socket needs draining. */
+  private dispatch(event: SendEvent): Promise<void> | null {
+    const type = event?.type;
+    switch (this.phase) {
+      case Phase.CONNECTING:
+        if (type === 'websocket.accept') return this.accept(event.subprotocol ?? null, event.headers ?? []);
+        if (type === 'websocket.close') { this.refuse(403); return null; }
+        if (type === 'websocket.http.response.start') return this.startResponse(event.status, event.headers ?? []);
+        throw unexpected(type, ['websocket.accept', 'websocket.close', 'websocket.http.response.start']);
+      case Phase.RESPONDING:
+        if (type === 'websocket.http.response.body') return this.responseBody(event.body, event.more_body ?? false);
+        throw unexpected(type, ['websocket.http.response.body']);
+      case Phase.ACCEPTED:
+        if (type === 'websocket.send') {
+          const connection = this.transport.connection;
+          if (typeof event.text === 'string' && event.bytes == null) {
+            // Frame once: a broadcast's text is encoded for the first subscriber and reused.
+            connection.sendFrameBytes(frames.textFrame(event.text));
+          } else if (event.bytes instanceof Uint8Array && event.text == null) {
+            connection.sendBinary(event.bytes);
+          } else {
+            throw new TypeError("'websocket.send' needs exactly one of 'text' (a string) or 'bytes' (a Uint8Array)");
+          }
+          return this.transport.backpressure();
+        }
+        if (type === 'websocket.close') {
+          const code = event.code ?? CloseCode.NORMAL;
+          if (!isValidWireCloseCode(code)) throw new RangeError(`'websocket.close' code ${code} may not be sent (RFC 6455 §7.4)`);
+          this.phase = Phase.CLOSING;
+          this.transport.close(code, truncateReason(event.reason ?? ''));
+          return null;
+        }
+        throw unexpected(type, ['websocket.send', 'websocket.close']);
+      case Phase.CLOSING:
+        throw new Error(`Unexpected ASGI message '${type}', after sending 'websocket.close'`);
+      case Phase.DONE:
+        throw new Error(`Unexpected ASGI message '${type}': the WebSocket connection is closed`);
+    }
+  }
+
+  private accept(subprotocol: string | null, headers: Headers): null {
+    checkHeaders(headers, "'websocket.accept'");
+    if (subprotocol !== null && (typeof subprotocol !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(subprotocol))) {
+      throw new TypeError(`'websocket.accept' subprotocol ${JSON.stringify(subprotocol)} is not a valid token`);
+    }
+    this.phase = Phase.ACCEPTED;
+    this.socket.write(acceptResponse(this.key, subprotocol, headers));
+    this.socket.off('data', this.onEarlyData);
+    const early = this.early;
+    this.early = [];
+    this.transport.start(early);
+    return null;
+  }
+
+  /** Denies the handshake with a plain HTTP status (403 for close, 500 for an exception). */
+  private refuse(status: number): void {
+    this.phase = Phase.DONE;
+    log.info(`${describeClient(this.request)} - "WebSocket ${this.request.url}" ${status}`);
+    this.socket.write(plainResponse(status, status === 403 ? 'Forbidden' : 'Internal Server Error'));
+    endSocket(this.socket, this.settings.closeTimeoutMs);
+    this.disconnected(CloseCode.ABNORMAL_CLOSURE, '');
+  }
+
+  /** The denial-response extension: the app's own status, headers and body instead of a 101. */
+  private startResponse(status: number, headers: Headers): null {
+    if (!Number.isInteger(status) || status < 100 || status > 599) throw new RangeError(`invalid HTTP status ${status}`);
+    checkHeaders(headers, "'websocket.http.response.start'");
+    this.phase = Phase.RESPONDING;
+    log.info(`${describeClient(this.request)} - "WebSocket ${this.request.url}" ${status}`);
+    this.socket.write(plainResponseHead(status, headers));
+    return null;
+  }
+
+  private responseBody(body: Uint8Array | undefined, moreBody: boolean): null {
+    if (body && body.length > 0) this.socket.write(body);
+    if (!moreBody) {
+      this.phase = Phase.DONE;
+      endSocket(this.socket, this.settings.closeTimeoutMs);
+      this.disconnected(CloseCode.ABNORMAL_CLOSURE, '');
+    }
+    return null;
+  }
+
+  private readonly onEarlyData = (chunk: Buffer): void => this.keepEarly(chunk);
+
+  private keepEarly(chunk: Buffer): void {
+    this.earlyBytes += chunk.length;
+    if (this.earlyBytes > MAX_EARLY_BYTES) {
+      this.socket.destroy(); // a client flooding before the handshake completes
+      return;
+    }
+    this.early.push(chunk);
+  }
+
+  /** Queues an event for `receive`, handing it straight to a waiting call when there is one. */
+  private deliver(event: ReceiveEvent): void {
+    if (this.waiting) {
+      const resolve = this.waiting;
+      this.waiting = null;
+      resolve(event);
+      return;
+    }
+    this.inbox.push(event);
+    // Backpressure inward: an app that does not keep up makes us stop reading, and TCP pushes
+    // back on the client, instead of the inbox growing without bound.
+    if (!this.paused && this.inbox.length >= INBOX_PAUSE_AT) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  /** The connection is over: `receive` answers `websocket.disconnect` from now on. */
+  private disconnected(code: number, reason: string): void {
+    if (this.disconnect) return;
+    this.disconnect = { type: 'websocket.disconnect', code, reason };
+    this.phase = Phase.DONE;
+    openSessions.delete(this);
+    if (this.waiting) {
+      const resolve = this.waiting;
+      this.waiting = null;
+      resolve(this.disconnect);
+    }
+  }
+}
+
+/** uvicorn-style misuse error: names what the spec allows now and what came instead. */
+function unexpected(got: unknown, expected: string[]): Error {
+  const list = expected.map((name) => `'${name}'`);
+  const allowed = list.length === 1 ? list[0] : `${list.slice(0, -1).join(', ')} or ${list[list.length - 1]}`;
+  return new Error(`Expected ASGI message ${allowed}, but got ${typeof got === 'string' ? `'${got}'` : String(got)}`);
+}
+
+function describeClient(request: IncomingMessage): string {
+  return `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`;
+}

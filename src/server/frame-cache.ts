@@ -1,0 +1,40 @@
+// Frame once, send many: a small cache from text to its encoded WebSocket frame.
+//
+// A broadcast hands the same string to every subscriber's `send`. Encoding it (UTF-8 plus a
+// header) once per subscriber would cost O(subscribers × bytes); with this cache the first send
+// encodes and every other send reuses the same Buffer, which the sockets then write as is. A Map
+// keyed by the string is cheap here: V8 caches a string's hash inside the string, and the same
+// string object compares equal by pointer.
+//
+// The cache is bounded in entries and bytes and evicts the oldest entry first (a Map iterates in
+// insertion order), which fits broadcast traffic: a text is hot while it fans out, then never again.
+import { encodeTextFrame } from './frames.js';
+
+export class FrameCache {
+  private readonly frames = new Map<string, Buffer>();
+  private bytes = 0;
+  private readonly maxEntries: number;
+  private readonly maxBytes: number;
+
+  constructor(maxEntries = 4096, maxBytes = 8 * 1024 * 1024) {
+    this.maxEntries = maxEntries;
+    this.maxBytes = maxBytes;
+  }
+
+  /** The frame for `text`, encoded now or reused. The Buffer is shared: never modify it. */
+  textFrame(text: string): Buffer {
+    const cached = this.frames.get(text);
+    if (cached !== undefined) return cached;
+    const frame = encodeTextFrame(text);
+    // A text too large to share much would only evict the useful entries.
+    if (frame.length > this.maxBytes >>> 4) return frame;
+    this.frames.set(text, frame);
+    this.bytes += frame.length;
+    while (this.frames.size > this.maxEntries || this.bytes > this.maxBytes) {
+      const oldest = this.frames.keys().next().value as string;
+      this.bytes -= this.frames.get(oldest)!.length;
+      this.frames.delete(oldest);
+    }
+    return frame;
+  }
+}

@@ -1,0 +1,154 @@
+// One serving process: lifespan startup, then node:http on the port with the HTTP and WebSocket
+// dispatchers behind it, then graceful shutdown on SIGINT/SIGTERM. With --workers N each
+// cluster worker runs this; the primary (supervisor.ts) only supervises.
+//
+// Order matters (ASGI lifespan spec): startup completes before the port is served, and
+// `lifespan.shutdown` is sent only after the server stopped accepting and in-flight work ended.
+import cluster from 'node:cluster';
+import { ServerResponse, createServer, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Application } from './asgi-types.js';
+import { handleHttpRequest } from './asgi-http.js';
+import { Lifespan, LifespanStartupError } from './asgi-lifespan.js';
+import { handleWebSocketUpgrade, openSessions, type WebSocketSettings } from './asgi-websocket.js';
+import { hasToken, plainResponse } from './handshake.js';
+import { log } from './logger.js';
+import type { ServerOptions } from './options.js';
+import { endSocket } from './ws-transport.js';
+
+/** Exit codes, as uvicorn uses them: 1 for a server error (port in use), 3 for startup failure. */
+export const EXIT_SERVER_ERROR = 1;
+export const EXIT_STARTUP_FAILED = 3;
+/** Sent over IPC by a cluster worker once it listens, so the primary can announce the port. */
+export interface ListeningMessage { type: 'asgi:listening'; host: string; port: number }
+
+/** A close frame's wait for the peer's answer, and a FIN's wait for the peer's FIN. */
+const CLOSE_TIMEOUT_MS = 5000;
+
+export async function serve(app: Application, options: ServerOptions): Promise<void> {
+  const lifespan = new Lifespan();
+  try {
+    await lifespan.startup(app);
+  } catch (error) {
+    if (!(error instanceof LifespanStartupError)) throw error;
+    log.error(`Application startup failed: ${error.message || '(no message)'}`);
+    process.exit(EXIT_STARTUP_FAILED);
+  }
+
+  const wsSettings: WebSocketSettings = {
+    rootPath: options.rootPath,
+    maxMessageSize: options.wsMaxSize,
+    // Bound the fragment count too (a flood of 1-byte fragments costs far more than its bytes).
+    maxFragments: 1024,
+    pingIntervalMs: options.wsPingInterval * 1000,
+    pingTimeoutMs: options.wsPingTimeout * 1000,
+    closeTimeoutMs: CLOSE_TIMEOUT_MS,
+  };
+  const httpSettings = { rootPath: options.rootPath };
+
+  const server = createServer({
+    maxHeaderSize: 16 * 1024, // bound the request head (node's default, stated)
+    headersTimeout: 20_000, // a client has 20 s to send its request head (slowloris)
+    requestTimeout: 300_000, // and 5 minutes for a whole request body
+    keepAliveTimeout: options.timeoutKeepAlive * 1000,
+  }, (request, response) => {
+    // A WebSocket handshake without `Connection: upgrade` reaches here, not 'upgrade' (§4.2.1).
+    if (hasToken(headerText(request, 'upgrade'), 'websocket')) {
+      response.writeHead(400, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+      response.end('the Connection header must hold the "upgrade" token\n');
+      return;
+    }
+    handleHttpRequest(app, request, response, httpSettings, lifespan.state);
+  });
+  server.maxConnections = options.limitConcurrency;
+
+  server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
+    if (shuttingDown) {
+      socket.end(plainResponse(503, 'the server is shutting down'));
+      return;
+    }
+    if (hasToken(headerText(request, 'upgrade'), 'websocket')) {
+      handleWebSocketUpgrade(app, request, socket, head, wsSettings, lifespan.state);
+      return;
+    }
+    // Another protocol (h2c, ...): RFC 9110 §7.8 lets a server ignore Upgrade and answer in
+    // HTTP/1.1. node:http has already let go of the socket, so attach a response to it ourselves;
+    // the request was not framed by node (no body read), and the connection closes after it.
+    const response = new ServerResponse(request);
+    response.shouldKeepAlive = false;
+    response.assignSocket(socket);
+    response.on('finish', () => endSocket(socket, CLOSE_TIMEOUT_MS));
+    handleHttpRequest(app, request, response, httpSettings, lifespan.state, false);
+  });
+  // A malformed request (bad header, head too large...): node answers 400/431; we close.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable) return socket.destroy();
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    socket.end(plainResponse(status, status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'));
+  });
+
+  let shuttingDown = false;
+  const shutdown = async (why: string): Promise<void> => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info(`Shutting down (${why})`);
+    const deadline = Date.now() + options.timeoutGracefulShutdown * 1000;
+    // 1. Stop accepting; node closes idle keep-alive connections and calls back when every
+    //    connection (upgraded ones included) has ended.
+    const drained = new Promise<true>((resolve) => server.close(() => resolve(true)));
+    // 2. Open WebSockets get 1001 "going away"; their apps see websocket.disconnect.
+    for (const session of [...openSessions]) session.shutdown();
+    const finished = await raceDeadline(drained, deadline);
+    if (!finished) {
+      log.warning('Graceful shutdown timed out: closing the remaining connections');
+      server.closeAllConnections();
+    }
+    // 3. lifespan.shutdown, bounded by what is left of the grace period.
+    const failure = await raceDeadline(lifespan.shutdown(), deadline);
+    if (failure === undefined) log.warning('Application shutdown timed out');
+    else if (failure !== null) log.error(`Application shutdown failed: ${failure}`);
+    log.info('Finished server process');
+    process.exit(typeof failure === 'string' ? EXIT_SERVER_ERROR : 0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  // A cluster worker whose primary is gone has nobody to answer to: shut down too.
+  if (cluster.isWorker) process.on('disconnect', () => void shutdown('primary gone'));
+
+  server.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EADDRINUSE') log.error(`Address ${options.host}:${options.port} is already in use: is another server running?`);
+    else if (error.code === 'EACCES') log.error(`No permission to listen on ${options.host}:${options.port}`);
+    else log.error(`Cannot listen on ${options.host}:${options.port}: ${error.message}`);
+    process.exit(EXIT_SERVER_ERROR);
+  });
+  server.listen(options.port, options.host, () => {
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : options.port;
+    if (cluster.isWorker) {
+      process.send!({ type: 'asgi:listening', host: options.host, port } satisfies ListeningMessage);
+    } else {
+      announce(options.host, port);
+    }
+  });
+}
+
+/** The start-up announcement on stdout (not a log line: it shows at every log level). */
+export function announce(host: string, port: number): void {
+  process.stdout.write(`listening on http://${host.includes(':') ? `[${host}]` : host}:${port}\n`);
+}
+
+/** Resolves with the promise's value, or undefined once `deadline` (ms since epoch) passes. */
+async function raceDeadline<T>(promise: Promise<T>, deadline: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now())); });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function headerText(request: IncomingMessage, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}

@@ -1,0 +1,101 @@
+// The cluster primary for --workers N (like uvicorn's supervisors/multiprocess.py): forks N
+// workers that share the port, announces the port once all of them listen, restarts a worker that
+// crashes (with backoff), forwards SIGINT/SIGTERM and exits when the workers have.
+//
+// The primary serves no requests and never imports the application. Services that must live in
+// one place for all workers (the chat's broadcast loop) are started here by main.ts.
+//
+//   primary ──fork──▶ worker 1 ─┐
+//      │    ──fork──▶ worker 2 ─┼── each: lifespan startup, then listen on the shared port
+//      │    ──fork──▶ worker N ─┘   and send {type: 'asgi:listening'} over IPC
+//      └── after N "listening": print `listening on http://HOST:PORT`
+//
+// A worker that exits before it ever listened failed its startup (or the port was taken): the
+// primary stops the others and exits non-zero, since a restart would only fail again. A worker
+// that dies after listening crashed: it is replaced, after a delay that doubles with each crash
+// in a row (up to 30 s), so a crash loop cannot spin the machine.
+import cluster, { type Worker } from 'node:cluster';
+import { log } from './logger.js';
+import type { ServerOptions } from './options.js';
+import { EXIT_SERVER_ERROR, announce, type ListeningMessage } from './server.js';
+
+const FIRST_RESTART_DELAY_MS = 100;
+const MAX_RESTART_DELAY_MS = 30_000;
+/** A worker that stayed up this long resets the backoff. */
+const STABLE_AFTER_MS = 10_000;
+
+export interface PrimaryService {
+  /** Called once every worker has exited, before the primary exits. */
+  stop(): void;
+}
+
+export function runPrimary(options: ServerOptions, services: PrimaryService[]): void {
+  const listening = new Set<number>(); // ids of workers that reported listening
+  const startedAt = new Map<number, number>();
+  let announced = false;
+  let shuttingDown = false;
+  let exitCode = 0;
+  let crashesInARow = 0;
+
+  const fork = (): Worker => {
+    const worker = cluster.fork();
+    startedAt.set(worker.id, Date.now());
+    return worker;
+  };
+
+  cluster.on('message', (worker, message: ListeningMessage) => {
+    if (message?.type !== 'asgi:listening') return;
+    listening.add(worker.id);
+    if (!announced && listening.size === options.workers) {
+      announced = true;
+      announce(message.host, message.port);
+    } else if (announced) {
+      log.info(`Worker ${worker.process.pid} is serving (replacing a crashed worker)`);
+    }
+  });
+
+  cluster.on('exit', (worker, code, signal) => {
+    const served = listening.delete(worker.id);
+    const upFor = Date.now() - (startedAt.get(worker.id) ?? Date.now());
+    startedAt.delete(worker.id);
+    if (shuttingDown) {
+      if (code !== 0 && code !== null) exitCode = exitCode || code;
+      if (Object.keys(cluster.workers ?? {}).length === 0) finish();
+      return;
+    }
+    if (!served) {
+      log.error(`Worker ${worker.process.pid} exited (${signal ?? `code ${code}`}) before serving: stopping`);
+      exitCode = code || EXIT_SERVER_ERROR;
+      stopAll('a worker failed to start');
+      return;
+    }
+    crashesInARow = upFor >= STABLE_AFTER_MS ? 1 : crashesInARow + 1;
+    const delay = Math.min(MAX_RESTART_DELAY_MS, FIRST_RESTART_DELAY_MS * 2 ** (crashesInARow - 1));
+    log.warning(`Worker ${worker.process.pid} died (${signal ?? `code ${code}`}); restarting it in ${delay} ms`);
+    setTimeout(() => { if (!shuttingDown) fork(); }, delay);
+  });
+
+  const stopAll = (why: string): void => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info(`Stopping workers (${why})`);
+    const workers = Object.values(cluster.workers ?? {});
+    if (workers.length === 0) return finish();
+    for (const worker of workers) worker?.process.kill('SIGTERM');
+    // Workers bound their own shutdown by --timeout-graceful-shutdown; past that and a margin,
+    // nothing a worker still does is worth waiting for.
+    setTimeout(() => {
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGKILL');
+    }, options.timeoutGracefulShutdown * 1000 + 5000).unref();
+  };
+
+  const finish = (): void => {
+    for (const service of services) service.stop();
+    log.info('Finished primary process');
+    process.exit(exitCode);
+  };
+
+  process.on('SIGTERM', () => stopAll('SIGTERM'));
+  process.on('SIGINT', () => stopAll('SIGINT'));
+  for (let i = 0; i < options.workers; i++) fork();
+}

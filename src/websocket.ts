@@ -1,0 +1,109 @@
+// The chat's WebSocket handler: one per connection to /chat. It subscribes to the broadcast hub,
+// accepts, greets, and then runs two loops side by side, as the Python original did with two
+// tasks:
+//   - the consumer takes what the hub queued for this subscriber (history first, then live
+//     messages) and sends it;
+//   - the receiver reads the client's messages, validates them and publishes the valid ones.
+// On disconnect both stop and the subscription is closed: nothing is left behind.
+import { CloseCode } from './server/close-codes.js';
+import type { ChatConfig } from './config.js';
+import type { ChatState } from './lifespan.js';
+import type { Receive, Send, WebSocketScope } from './server/asgi-types.js';
+import type { Subscription } from './broadcast.js';
+import { log } from './server/logger.js';
+
+const GREETING = JSON.stringify({ sender: 'server', message: 'You are connected' });
+
+export async function websocket(scope: WebSocketScope, receive: Receive, send: Send): Promise<void> {
+  const { hub, config } = scope.state as unknown as ChatState;
+  const connect = await receive();
+  if (connect.type !== 'websocket.connect') return;
+  if (scope.path !== '/chat') {
+    await send({ type: 'websocket.close' }); // before accept: the server answers 403
+    return;
+  }
+
+  // Subscribe before accepting, so the history is queued by the time the client can read.
+  const subscription = await hub.subscribe(() => {
+    log.warning(`Closing a slow consumer (${scope.client?.join(':') ?? 'unknown client'}): its queue overflowed`);
+    send({ type: 'websocket.close', code: CloseCode.POLICY_VIOLATION, reason: 'slow consumer' }).catch(() => {});
+  });
+
+  try {
+    await send({ type: 'websocket.accept' });
+    await send({ type: 'websocket.send', text: GREETING });
+  } catch {
+    subscription.close();
+    return;
+  }
+  const consumer = consume(subscription, send);
+  try {
+    for (;;) {
+      await hub.ready(); // holds reading while the broadcast IPC is backlogged (see broadcast.ts)
+      const event = await receive();
+      if (event.type === 'websocket.disconnect') break;
+      if (event.type !== 'websocket.receive') continue;
+      if (event.text === undefined) {
+        await send({ type: 'websocket.close', code: CloseCode.UNSUPPORTED_DATA, reason: 'binary messages are not accepted' });
+        break;
+      }
+      const checked = checkChatMessage(event.text, config);
+      if ('error' in checked) await send({ type: 'websocket.send', text: JSON.stringify({ sender: 'server', error: checked.error }) });
+      else hub.publish(checked.tail);
+    }
+  } catch {
+    // send rejected: the connection is gone; the finally below cleans up.
+  } finally {
+    subscription.close();
+    await consumer;
+  }
+}
+
+/** Sends what the hub queues for this subscriber until the subscription or the socket closes. */
+async function consume(subscription: Subscription, send: Send): Promise<void> {
+  try {
+    for (;;) {
+      // All that is queued, at once: the server corks these sends into one socket write.
+      const texts = await subscription.queue.take();
+      if (texts === null) return;
+      for (const text of texts) await send({ type: 'websocket.send', text });
+    }
+  } catch {
+    subscription.close(); // send rejected: the client is gone
+  }
+}
+
+/**
+ * Validates a client's message `{"sender": string, "message": string}` and returns the tail of
+ * the JSON the server will broadcast (`"sender":…,"message":…}`), or what is wrong. The server
+ * rebuilds every message from the two fields, so no client can add fields or set id or ts.
+ */
+export function checkChatMessage(text: string, config: ChatConfig): { tail: string } | { error: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { error: 'not valid JSON: send {"sender": "...", "message": "..."}' };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { error: 'expected a JSON object {"sender": "...", "message": "..."}' };
+  const { sender, message } = value as Record<string, unknown>;
+  if (typeof sender !== 'string') return { error: '"sender" must be a string' };
+  if (typeof message !== 'string') return { error: '"message" must be a string' };
+  if (sender.trim() === '') return { error: '"sender" must not be empty' };
+  if (message.trim() === '') return { error: '"message" must not be empty' };
+  if (characters(sender) > config.maxSenderLength) return { error: `"sender" is longer than ${config.maxSenderLength} characters` };
+  if (characters(message) > config.maxMessageLength) return { error: `"message" is longer than ${config.maxMessageLength} characters` };
+  if (sender.trim().toLowerCase() === 'server') return { error: '"sender" cannot be "server"' };
+  return { tail: `"sender":${JSON.stringify(sender)},"message":${JSON.stringify(message)}}` };
+}
+
+/** Length in Unicode code points, so an emoji counts as one character, as a person would count. */
+function characters(text: string): number {
+  if (text.length <= 1) return text.length;
+  let count = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0xd800 || unit > 0xdbff) count++; // high surrogates start a pair: count the pair once
+  }
+  return count;
+}
