@@ -43,8 +43,12 @@ export interface RequestHead {
   rawHeaders: string[];
 }
 
-/** A base64 string that decodes to exactly 16 bytes: 22 significant characters and "==". */
-const KEY_PATTERN = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
+/**
+ * A base64 string that decodes to 16 bytes: 22 characters and "==". The last character also
+ * carries 4 padding bits that a canonical encoder sets to 0; decoders ignore them, and so do we
+ * (as `ws` does), or clients with sloppy encoders would be refused for no gain.
+ */
+const KEY_PATTERN = /^[A-Za-z0-9+/]{22}==$/;
 
 /** Checks a request against the client handshake rules of §4.2.1, in the RFC's order. */
 export function checkHandshake(request: RequestHead): HandshakeResult {
