@@ -15,6 +15,7 @@ import type { Application, HttpScope, ReceiveEvent, SendEvent, State } from './a
 import { checkHeaders } from './handshake.js';
 import { describeError, isEnabled, log } from './logger.js';
 import { connectionScope } from './scope.js';
+import { CLOSE_TIMEOUT_MS, endSocket } from './sockets.js';
 
 export interface HttpSettings {
   rootPath: string;
@@ -143,12 +144,12 @@ class HttpCycle {
         this.failBeforeStart();
       } else if (this.phase === Phase.BODY) {
         log.error('ASGI callable returned without completing response');
-        this.response.destroy(); // the client sees a truncated response, never a hang
+        this.abandon();
       }
     } catch (error) {
       log.error(`Exception in ASGI application\n${describeError(error)}`);
       if (this.phase === Phase.START) this.failBeforeStart();
-      else if (this.phase === Phase.BODY) this.response.destroy(); // never a 500 appended
+      else if (this.phase === Phase.BODY) this.abandon();
     }
   }
 
@@ -159,6 +160,17 @@ class HttpCycle {
     this.status = 500;
     this.response.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
     this.response.end(body);
+  }
+
+  /**
+   * The app failed after the response started: close the connection after what was already
+   * written, so the client sees a truncated response (never a hang, never a 500 appended).
+   */
+  private abandon(): void {
+    this.phase = Phase.DONE;
+    const socket = this.response.socket;
+    if (socket) endSocket(socket, CLOSE_TIMEOUT_MS);
+    else this.response.destroy();
   }
 
   private drainOrClose(): Promise<void> {

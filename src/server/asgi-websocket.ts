@@ -19,12 +19,12 @@ import type {
   Application, Headers, ReceiveEvent, SendEvent, State, WebSocketDisconnectEvent, WebSocketScope,
 } from './asgi-types.js';
 import { CloseCode, isValidWireCloseCode } from './close-codes.js';
-import { truncateReason } from './connection.js';
 import { FrameCache } from './frame-cache.js';
 import { acceptResponse, checkHandshake, checkHeaders, plainResponse, plainResponseHead } from './handshake.js';
 import { describeError, log } from './logger.js';
 import { connectionScope } from './scope.js';
-import { WebSocketTransport, endSocket, type TransportOptions } from './ws-transport.js';
+import { endSocket } from './sockets.js';
+import { WebSocketTransport, type TransportOptions } from './ws-transport.js';
 
 export interface WebSocketSettings extends TransportOptions {
   rootPath: string;
@@ -179,7 +179,7 @@ export class WebSocketSession {
           const code = event.code ?? CloseCode.NORMAL;
           if (!isValidWireCloseCode(code)) throw new RangeError(`'websocket.close' code ${code} may not be sent (RFC 6455 §7.4)`);
           this.phase = Phase.CLOSING;
-          this.transport.close(code, truncateReason(event.reason ?? ''));
+          this.transport.close(code, event.reason ?? '');
           return null;
         }
         throw unexpected(type, ['websocket.send', 'websocket.close']);

@@ -128,7 +128,7 @@ export class WebSocketConnection {
    */
   close(code: number = CloseCode.NORMAL, reason = ''): void {
     if (this.state !== ConnectionState.OPEN && this.state !== ConnectionState.CONNECTING) return;
-    this.handler.onWrite(encodeFrame(Opcode.CLOSE, encodeClosePayload(code, reason)));
+    this.handler.onWrite(encodeFrame(Opcode.CLOSE, encodeClosePayload(code, truncateReason(reason))));
     this.state = ConnectionState.CLOSING;
   }
 

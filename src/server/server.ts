@@ -14,16 +14,13 @@ import { handleWebSocketUpgrade, openSessions, type WebSocketSettings } from './
 import { hasToken, plainResponse } from './handshake.js';
 import { log } from './logger.js';
 import type { ServerOptions } from './options.js';
-import { endSocket } from './ws-transport.js';
+import { CLOSE_TIMEOUT_MS, endSocket } from './sockets.js';
 
 /** Exit codes, as uvicorn uses them: 1 for a server error (port in use), 3 for startup failure. */
 export const EXIT_SERVER_ERROR = 1;
 export const EXIT_STARTUP_FAILED = 3;
 /** Sent over IPC by a cluster worker once it listens, so the primary can announce the port. */
 export interface ListeningMessage { type: 'asgi:listening'; host: string; port: number }
-
-/** A close frame's wait for the peer's answer, and a FIN's wait for the peer's FIN. */
-const CLOSE_TIMEOUT_MS = 5000;
 
 export async function serve(app: Application, options: ServerOptions): Promise<void> {
   const lifespan = new Lifespan();

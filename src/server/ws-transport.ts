@@ -3,6 +3,7 @@
 // socket's backpressure. Nothing here knows about frames or ASGI.
 import type { Socket } from 'node:net';
 import { ConnectionState, WebSocketConnection, type ConnectionOptions } from './connection.js';
+import { endSocket } from './sockets.js';
 
 export interface TransportOptions extends ConnectionOptions {
   /** Milliseconds between heartbeat pings (0: no heartbeat). */
@@ -173,13 +174,6 @@ export class WebSocketTransport {
     if (this.corked) this.uncork();
     endSocket(this.socket, this.options.closeTimeoutMs);
   }
-}
-
-/** Ends a socket after what is queued, and destroys it if the peer never finishes closing. */
-export function endSocket(socket: Socket, timeoutMs: number): void {
-  if (socket.destroyed) return;
-  socket.end();
-  setTimeout(() => socket.destroy(), timeoutMs).unref();
 }
 
 function uncork(transport: WebSocketTransport): void {
