@@ -262,13 +262,8 @@ export class Hub {
    * Subscribes: resolves once the history is queued; live messages follow it. `onSlowConsumer`
    * is called if the queue overflows (the subscription is closed by then).
    */
-  async subscribe(onSlowConsumer?: () => void): Promise<Subscription> {
+  subscribe(onSlowConsumer?: () => void): Promise<Subscription> {
     const queue = new SubscriberQueue(this.config.queueMaxMessages, this.config.queueMaxBytes);
-    const request = this.nextRequest++;
-    const history = await new Promise<string[]>((resolve) => {
-      this.pendingSubscriptions.set(request, resolve);
-      this.link.send({ t: 'chat:sub', r: request });
-    });
     let subscribed = true;
     const close = (): void => {
       if (!subscribed) return;
@@ -282,10 +277,18 @@ export class Hub {
       close();
       onSlowConsumer?.();
     };
-    for (const text of history) queue.push(text, Buffer.byteLength(text));
-    if (!this.detached) this.live.add(queue);
-    else queue.close();
-    return { queue, close };
+    return new Promise((resolve) => {
+      // Going live happens right here, when the history arrives, and not after an `await`:
+      // Node delivers IPC messages in nextTick callbacks, so a batch read together with the
+      // history would be handled before an await's continuation and missed by this queue.
+      this.pendingSubscriptions.set(this.nextRequest, (history) => {
+        for (const text of history) queue.push(text, Buffer.byteLength(text));
+        if (this.detached) queue.close();
+        else this.live.add(queue);
+        resolve({ queue, close });
+      });
+      this.link.send({ t: 'chat:sub', r: this.nextRequest++ });
+    });
   }
 
   /** Handles a message from the primary (or the in-process loop). */
