@@ -127,7 +127,8 @@ export class WebSocketConnection {
    * The owner bounds the wait with a timer and calls `receiveEof()` when it expires.
    */
   close(code: number = CloseCode.NORMAL, reason = ''): void {
-    if (this.state !== ConnectionState.OPEN && this.state !== ConnectionState.CONNECTING) return;
+    if (!isValidWireCloseCode(code)) throw new RangeError(`close code ${code} must not be sent (RFC 6455 §7.4)`);
+    if (this.state !== ConnectionState.OPEN) return; // before the 101 there is no WebSocket to close
     this.handler.onWrite(encodeFrame(Opcode.CLOSE, encodeClosePayload(code, truncateReason(reason))));
     this.state = ConnectionState.CLOSING;
   }

@@ -86,7 +86,10 @@ export class FrameParser {
     this.options = options;
   }
 
-  /** Feeds received bytes; calls onFrame for each frame completed. Throws ProtocolError. */
+  /**
+   * Feeds received bytes; calls onFrame for each frame completed. Throws ProtocolError.
+   * Payloads are unmasked in place, inside `chunk`: the caller hands the chunk over for good.
+   */
   push(chunk: Buffer): void {
     if (this.state === ParserState.HALTED || chunk.length === 0) return;
     this.chunks.push(chunk);
