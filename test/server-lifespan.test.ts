@@ -1,0 +1,155 @@
+// The lifespan protocol through real server processes: startup before serving, `state` copied into
+// each request, apps without lifespan support, failed startups, and graceful shutdown on SIGTERM
+// (WebSockets closed with 1001, in-flight requests finished, lifespan.shutdown, exit 0, bounded by
+// --timeout-graceful-shutdown).
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { startServer, runMain, fixture, type RunningServer } from './helpers/server.js';
+import { connectRaw, httpOnce, openHttp, waitForOutput, waitForProbe } from './helpers/raw-ws.js';
+
+/** No test may hang the run: each fails after this long, saying it timed out. */
+const TIMEOUT = { timeout: 20_000 };
+
+const get = (target: string) => `GET ${target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n`;
+
+describe('startup and state (http-probe.mjs: a 300 ms startup that fills state)', () => {
+  let server: RunningServer;
+
+  before(async () => {
+    server = await startServer({ args: ['--app', fixture('http-probe.mjs')] });
+  });
+
+  after(async () => {
+    await server?.stop();
+  });
+
+  test('startup completes before the port is served', TIMEOUT, async () => {
+    const out = server.output();
+    const started = out.indexOf('PROBE - startup-complete');
+    const listening = out.indexOf('listening on');
+    assert.ok(started >= 0, `the app reported its startup:\n${out}`);
+    assert.ok(started < listening, `startup.complete must come before "listening on":\n${out}`);
+    // The very first request already sees what startup put in state.
+    const res = await httpOnce(server.port, get('/state'));
+    assert.equal(res.status, 200);
+    assert.deepEqual(JSON.parse(res.body.toString()), { ready: 'yes', counter: 1 });
+  });
+
+  test('each request gets a shallow copy of state: changes in one do not reach the next', TIMEOUT, async () => {
+    const first = await httpOnce(server.port, get('/state?mutate=1'));
+    assert.deepEqual(JSON.parse(first.body.toString()), { ready: 'yes', counter: 1 });
+    const second = await httpOnce(server.port, get('/state'));
+    assert.deepEqual(JSON.parse(second.body.toString()), { ready: 'yes', counter: 1 });
+  });
+
+  test('SIGTERM finishes an in-flight request, runs lifespan.shutdown and exits 0', TIMEOUT, async () => {
+    const conn = await openHttp(server.port);
+    try {
+      await conn.write(get('/echo-path?id=inflight&delay=500'));
+      // SIGTERM only once the request is in the app's hands.
+      await waitForProbe(server, 'inflight', 'received');
+      server.proc.kill('SIGTERM');
+      const res = await conn.readResponse(5000);
+      assert.equal(res.status, 200);
+      assert.equal(res.body.toString(), '/echo-path?id=inflight&delay=500');
+      await waitForProbe(server, '-', 'shutdown');
+      assert.equal(await server.exited, 0);
+    } finally {
+      conn.close();
+    }
+  });
+});
+
+describe('apps without lifespan or with a failing startup', () => {
+  test('an app that raises on the lifespan scope before receiving is served anyway', TIMEOUT, async () => {
+    const server = await startServer({ args: ['--app', fixture('lifespan-unsupported.mjs')] });
+    try {
+      const res = await httpOnce(server.port, get('/'));
+      assert.equal(res.status, 200);
+      assert.equal(res.body.toString(), 'served without lifespan');
+      const lines = server.output().split('\n').filter((line) => /lifespan/i.test(line));
+      assert.equal(lines.length, 1, `exactly one line says lifespan is not supported:\n${server.output()}`);
+    } finally {
+      assert.equal(await server.stop(), 0);
+    }
+  });
+
+  test('lifespan.startup.failed: the message is printed, nothing is served, exit code 3', TIMEOUT, async () => {
+    const run = await runMain(['--app', fixture('lifespan-startup-failed.mjs'), '--port', '0', '--host', '127.0.0.1']);
+    const output = run.stdout + run.stderr;
+    assert.equal(run.code, 3, `exit code 3 expected; output:\n${output}`);
+    assert.match(output, /fixture: database unreachable/);
+    assert.doesNotMatch(output, /listening on/);
+  });
+
+  test('an exception after lifespan.startup: the error is printed, nothing is served, exit non-zero', TIMEOUT, async () => {
+    const run = await runMain(['--app', fixture('lifespan-startup-throws.mjs'), '--port', '0', '--host', '127.0.0.1']);
+    const output = run.stdout + run.stderr;
+    assert.equal(typeof run.code, 'number', `exited by itself, not by ${run.code}`);
+    assert.notEqual(run.code, 0, `non-zero exit expected; output:\n${output}`);
+    assert.match(output, /fixture: startup exploded/);
+    assert.doesNotMatch(output, /listening on/);
+  });
+});
+
+describe('graceful shutdown', () => {
+  test('SIGTERM: open WebSockets get close 1001, lifespan.shutdown runs, exit 0 in time', TIMEOUT, async () => {
+    const server = await startServer({ args: ['--app', fixture('echo.mjs'), '--timeout-graceful-shutdown', '5'] });
+    const ws = await connectRaw(server.port, { path: '/' });
+    try {
+      assert.equal(ws.status, 101);
+      await ws.sendText('before shutdown');
+      assert.equal((await ws.nextFrame()).payload.toString(), 'before shutdown');
+      const started = Date.now();
+      server.proc.kill('SIGTERM');
+      const close = await ws.waitClose(5000);
+      // The contract allows 1012 ("service restart", as uvicorn sends) besides 1001 "going away".
+      assert.ok(close.code === 1001 || close.code === 1012, `close 1001 (or 1012) expected, got ${close.code}`);
+      await ws.sendClose(close.code ?? 1000);
+      assert.equal(await server.exited, 0, `exit 0 expected; output:\n${server.output()}`);
+      assert.ok(Date.now() - started < 5000, 'exited within --timeout-graceful-shutdown');
+      assert.match(server.output(), /ECHO lifespan\.shutdown/, 'lifespan.shutdown ran');
+    } finally {
+      ws.destroy();
+      await server.stop('SIGKILL');
+    }
+  });
+
+  test('SIGINT shuts down gracefully too: lifespan.shutdown runs, exit 0', TIMEOUT, async () => {
+    const server = await startServer({ args: ['--app', fixture('echo.mjs')] });
+    try {
+      const res = await httpOnce(server.port, 'POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi');
+      assert.equal(res.body.toString(), 'hi');
+      assert.equal(await server.stop('SIGINT'), 0);
+      assert.match(server.output(), /ECHO lifespan\.shutdown/);
+    } finally {
+      await server.stop('SIGKILL');
+    }
+  });
+
+  test('--timeout-graceful-shutdown bounds a lifespan.shutdown that never completes; no new connections meanwhile', TIMEOUT, async () => {
+    const server = await startServer({ args: ['--app', fixture('lifespan-slow-shutdown.mjs'), '--timeout-graceful-shutdown', '1'] });
+    try {
+      const started = Date.now();
+      server.proc.kill('SIGTERM');
+      await waitForOutput(server, /SLOW lifespan\.shutdown/, 5000);
+      // lifespan.shutdown comes after the server stopped accepting: the port is closed now.
+      const refused = await new Promise<string>((resolve) => {
+        const socket = connect({ port: server.port, host: '127.0.0.1' });
+        socket.once('connect', () => { socket.destroy(); resolve('connected'); });
+        socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+      });
+      assert.equal(refused, 'ECONNREFUSED', 'no new connection is accepted during shutdown');
+      const code = await Promise.race([
+        server.exited,
+        new Promise<string>((resolve) => setTimeout(() => resolve('still running after 6 s'), 6000)),
+      ]);
+      const elapsed = Date.now() - started;
+      assert.equal(typeof code, 'number', `the server must exit by itself after about 1 s: ${code}`);
+      assert.ok(elapsed >= 900, `it waited for the shutdown for about 1 s, not ${elapsed} ms`);
+    } finally {
+      await server.stop('SIGKILL');
+    }
+  });
+});
