@@ -9,23 +9,31 @@ import { CloseCode } from './server/close-codes.js';
 import type { ChatConfig } from './config.js';
 import type { ChatState } from './lifespan.js';
 import type { Receive, Send, WebSocketScope } from './server/asgi-types.js';
-import type { Subscription } from './broadcast.js';
+import type { Hub, Subscription } from './broadcast.js';
 import { log } from './server/logger.js';
 
 const GREETING = JSON.stringify({ sender: 'server', message: 'You are connected' });
 
-export async function websocket(scope: WebSocketScope, receive: Receive, send: Send): Promise<void> {
+export function websocket(scope: WebSocketScope, receive: Receive, send: Send): Promise<void> {
+  // Take what the connection needs from the scope and let the scope go: a suspended async
+  // function keeps its arguments alive, and the scope's header strings would otherwise stay in
+  // memory for as long as the chat connection lasts, once per connection.
   const { hub, config } = scope.state as unknown as ChatState;
+  const client = scope.client?.join(':') ?? 'unknown client';
+  return chat(scope.path === '/chat', hub, config, client, receive, send);
+}
+
+async function chat(pathOk: boolean, hub: Hub, config: ChatConfig, client: string, receive: Receive, send: Send): Promise<void> {
   const connect = await receive();
   if (connect.type !== 'websocket.connect') return;
-  if (scope.path !== '/chat') {
+  if (!pathOk) {
     await send({ type: 'websocket.close' }); // before accept: the server answers 403
     return;
   }
 
   // Subscribe before accepting, so the history is queued by the time the client can read.
   const subscription = await hub.subscribe(() => {
-    log.warning(`Closing a slow consumer (${scope.client?.join(':') ?? 'unknown client'}): its queue overflowed`);
+    log.warning(`Closing a slow consumer (${client}): its queue overflowed`);
     send({ type: 'websocket.close', code: CloseCode.POLICY_VIOLATION, reason: 'slow consumer' }).catch(() => {});
   });
 

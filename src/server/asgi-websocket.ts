@@ -24,14 +24,12 @@ import { acceptResponse, checkHandshake, checkHeaders, plainResponse, plainRespo
 import { describeError, log } from './logger.js';
 import { connectionScope } from './scope.js';
 import { endSocket } from './sockets.js';
-import { WebSocketTransport, type TransportOptions } from './ws-transport.js';
+import { WebSocketTransport, type TransportEvents, type TransportOptions } from './ws-transport.js';
 
 export interface WebSocketSettings extends TransportOptions {
   rootPath: string;
 }
 
-/** Bytes a client may send before the handshake completes (a client should send none). */
-const MAX_EARLY_BYTES = 64 * 1024;
 /** Received messages queued for an app that is not calling `receive`: stop reading above this. */
 const INBOX_PAUSE_AT = 64;
 const INBOX_RESUME_AT = 16;
@@ -42,6 +40,7 @@ const frames = new FrameCache();
 const enum Phase { CONNECTING, RESPONDING, ACCEPTED, CLOSING, DONE }
 
 const RESOLVED = Promise.resolve();
+const CONNECT: ReceiveEvent = { type: 'websocket.connect' };
 
 /** Every session open in this process, so that shutdown can close them with 1001. */
 export const openSessions = new Set<WebSocketSession>();
@@ -65,44 +64,32 @@ export function handleWebSocketUpgrade(
     subprotocols: handshake.subprotocols,
     extensions: { 'websocket.http.response': {} },
   };
-  const session = new WebSocketSession(request, socket, head, handshake.key, settings);
-  void session.run(app, scope);
+  const session = new WebSocketSession(describeClient(request), request.url ?? '/', socket, head, handshake.key, settings);
+  session.run(app, scope);
 }
 
-export class WebSocketSession {
+export class WebSocketSession implements TransportEvents {
   private phase = Phase.CONNECTING;
-  private readonly request: IncomingMessage;
+  /** `host:port` of the client and the request target, for log lines (the request is not kept). */
+  private readonly client: string;
+  private readonly url: string;
   private readonly socket: Socket;
   private readonly key: string;
   private readonly settings: WebSocketSettings;
   private readonly transport: WebSocketTransport;
-  /** Bytes received before accept, fed to the codec once the 101 is out. */
-  private early: Buffer[] = [];
-  private earlyBytes = 0;
   // The receive side: events not yet taken, and the app's pending `receive` if it is waiting.
-  private readonly inbox: ReceiveEvent[] = [{ type: 'websocket.connect' }];
+  private readonly inbox: ReceiveEvent[] = [CONNECT];
   private waiting: ((event: ReceiveEvent) => void) | null = null;
   private disconnect: WebSocketDisconnectEvent | null = null;
   private paused = false;
 
-  constructor(request: IncomingMessage, socket: Socket, head: Buffer, key: string, settings: WebSocketSettings) {
-    this.request = request;
+  constructor(client: string, url: string, socket: Socket, head: Buffer, key: string, settings: WebSocketSettings) {
+    this.client = client;
+    this.url = url;
     this.socket = socket;
     this.key = key;
     this.settings = settings;
-    this.transport = new WebSocketTransport(socket, settings, {
-      onMessage: (data) => this.deliver(typeof data === 'string'
-        ? { type: 'websocket.receive', text: data }
-        : { type: 'websocket.receive', bytes: data }),
-      onClose: (code, reason) => this.disconnected(code, reason),
-    });
-    if (head.length > 0) this.keepEarly(head);
-    socket.on('data', this.onEarlyData);
-    // The peer's FIN (node:http sockets are half-open capable), an error or the socket closing
-    // all mean the peer is gone; the transport turns that into 1006 unless the close completed.
-    socket.on('end', () => this.transport.peerEnded());
-    socket.on('error', () => this.transport.lost());
-    socket.on('close', () => this.transport.lost());
+    this.transport = new WebSocketTransport(socket, head, settings, this);
     openSessions.add(this);
   }
 
@@ -128,19 +115,32 @@ export class WebSocketSession {
     }
   };
 
-  /** Runs the application, then enforces the contract's rules for how it ended. */
-  async run(app: Application, scope: WebSocketScope): Promise<void> {
+  /**
+   * Runs the application, then enforces the contract's rules for how it ended. Deliberately not
+   * an async function: a suspended async function keeps its arguments alive, and the scope (with
+   * every header string) would then live as long as the connection.
+   */
+  run(app: Application, scope: WebSocketScope): void {
+    let running: Promise<void>;
     try {
-      await app(scope, this.receive, this.send);
-      if (this.phase === Phase.CONNECTING) this.refuse(403); // returned before accept
-      else if (this.phase === Phase.ACCEPTED) this.transport.close(CloseCode.NORMAL, ''); // no close sent
-      else if (this.phase === Phase.RESPONDING) this.socket.destroy(); // response left unfinished
+      running = app(scope, this.receive, this.send);
     } catch (error) {
-      log.error(`Exception in ASGI application\n${describeError(error)}`);
-      if (this.phase === Phase.CONNECTING) this.refuse(500);
-      else if (this.phase === Phase.ACCEPTED) this.transport.close(CloseCode.INTERNAL_ERROR, '');
-      else if (this.phase === Phase.RESPONDING) this.socket.destroy();
+      running = Promise.reject(error); // an app that throws synchronously
     }
+    running.then(() => this.appReturned(), (error: unknown) => this.appFailed(error));
+  }
+
+  private appReturned(): void {
+    if (this.phase === Phase.CONNECTING) this.refuse(403); // returned before accept
+    else if (this.phase === Phase.ACCEPTED) this.transport.close(CloseCode.NORMAL, ''); // no close sent
+    else if (this.phase === Phase.RESPONDING) this.socket.destroy(); // response left unfinished
+  }
+
+  private appFailed(error: unknown): void {
+    log.error(`Exception in ASGI application\n${describeError(error)}`);
+    if (this.phase === Phase.CONNECTING) this.refuse(500);
+    else if (this.phase === Phase.ACCEPTED) this.transport.close(CloseCode.INTERNAL_ERROR, '');
+    else if (this.phase === Phase.RESPONDING) this.socket.destroy();
   }
 
   /** Server shutdown: open connections get 1001 "going away" and the app its disconnect now. */
@@ -197,17 +197,14 @@ export class WebSocketSession {
     }
     this.phase = Phase.ACCEPTED;
     this.socket.write(acceptResponse(this.key, subprotocol, headers));
-    this.socket.off('data', this.onEarlyData);
-    const early = this.early;
-    this.early = [];
-    this.transport.start(early);
+    this.transport.start();
     return null;
   }
 
   /** Denies the handshake with a plain HTTP status (403 for close, 500 for an exception). */
   private refuse(status: number): void {
     this.phase = Phase.DONE;
-    log.info(`${describeClient(this.request)} - "WebSocket ${this.request.url}" ${status}`);
+    log.info(`${this.client} - "WebSocket ${this.url}" ${status}`);
     this.socket.write(plainResponse(status, status === 403 ? 'Forbidden' : 'Internal Server Error'));
     endSocket(this.socket, this.settings.closeTimeoutMs);
     this.disconnected(CloseCode.ABNORMAL_CLOSURE, '');
@@ -218,7 +215,7 @@ export class WebSocketSession {
     if (!Number.isInteger(status) || status < 100 || status > 599) throw new RangeError(`invalid HTTP status ${status}`);
     checkHeaders(headers, "'websocket.http.response.start'");
     this.phase = Phase.RESPONDING;
-    log.info(`${describeClient(this.request)} - "WebSocket ${this.request.url}" ${status}`);
+    log.info(`${this.client} - "WebSocket ${this.url}" ${status}`);
     this.socket.write(plainResponseHead(status, headers));
     return null;
   }
@@ -233,15 +230,14 @@ export class WebSocketSession {
     return null;
   }
 
-  private readonly onEarlyData = (chunk: Buffer): void => this.keepEarly(chunk);
+  // ---- TransportEvents -------------------------------------------------------------------------
 
-  private keepEarly(chunk: Buffer): void {
-    this.earlyBytes += chunk.length;
-    if (this.earlyBytes > MAX_EARLY_BYTES) {
-      this.socket.destroy(); // a client flooding before the handshake completes
-      return;
-    }
-    this.early.push(chunk);
+  onMessage(data: string | Buffer): void {
+    this.deliver(typeof data === 'string' ? { type: 'websocket.receive', text: data } : { type: 'websocket.receive', bytes: data });
+  }
+
+  onClose(code: number, reason: string): void {
+    this.disconnected(code, reason);
   }
 
   /** Queues an event for `receive`, handing it straight to a waiting call when there is one. */

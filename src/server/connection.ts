@@ -22,7 +22,7 @@
 // as `websocket.disconnect`. After it, `onEndTransport()` tells the owner to end TCP.
 import { CloseCode, isValidWireCloseCode } from './close-codes.js';
 import { ProtocolError } from './errors.js';
-import { FrameParser, Opcode, encodeClosePayload, encodeFrame, isControlOpcode, type Frame } from './frames.js';
+import { FrameParser, Opcode, encodeClosePayload, encodeFrame, isControlOpcode, type Frame, type FrameParserOptions } from './frames.js';
 import { Utf8Validator } from './utf8.js';
 import { isUtf8 } from 'node:buffer';
 
@@ -56,8 +56,10 @@ export interface ConnectionOptions {
   maxFragments: number;
 }
 
-export class WebSocketConnection {
+export class WebSocketConnection implements FrameParserOptions {
   state: ConnectionState = ConnectionState.CONNECTING;
+  /** We are the server: client frames must be masked (§5.1). */
+  readonly expectMasked = true;
   private readonly handler: ConnectionHandler;
   private readonly options: ConnectionOptions;
   private readonly parser: FrameParser;
@@ -65,16 +67,15 @@ export class WebSocketConnection {
   private messageOpcode = 0;
   private messageSize = 0;
   private fragments: Buffer[] = [];
-  private readonly utf8 = new Utf8Validator();
+  /** Created for the first fragmented text message only; most connections never need one. */
+  private utf8: Utf8Validator | null = null;
 
   constructor(handler: ConnectionHandler, options: ConnectionOptions) {
     this.handler = handler;
     this.options = options;
-    this.parser = new FrameParser({
-      expectMasked: true, // we are the server: §5.1
-      onHeader: (fin, opcode, length) => this.checkHeader(fin, opcode, length),
-      onFrame: (frame) => this.handleFrame(frame),
-    });
+    // The connection is the parser's sink itself (expectMasked, onHeader, onFrame below), so no
+    // closures are allocated per connection.
+    this.parser = new FrameParser(this);
   }
 
   /** The handshake is done (101 written): frames may flow. */
@@ -148,7 +149,7 @@ export class WebSocketConnection {
   }
 
   /** Rules that can be judged from a header alone, checked before its payload is buffered. */
-  private checkHeader(_fin: boolean, opcode: number, length: number): void {
+  onHeader(_fin: boolean, opcode: number, length: number): void {
     if (isControlOpcode(opcode)) return; // the parser already checked control frames (§5.5)
     if (opcode === Opcode.CONTINUATION) {
       // §5.4: a continuation frame only continues a fragmented message already started.
@@ -167,7 +168,8 @@ export class WebSocketConnection {
     }
   }
 
-  private handleFrame(frame: Frame): void {
+  /** A complete frame from the parser. */
+  onFrame(frame: Frame): void {
     this.handler.onActivity?.();
     switch (frame.opcode) {
       case Opcode.TEXT:
@@ -208,16 +210,16 @@ export class WebSocketConnection {
     if (frame.opcode !== Opcode.CONTINUATION) {
       this.messageOpcode = frame.opcode;
       this.messageSize = 0;
-      this.utf8.reset();
+      if (frame.opcode === Opcode.TEXT) (this.utf8 ??= new Utf8Validator()).reset();
     }
     const isText = this.messageOpcode === Opcode.TEXT;
     // §8.1, fail fast: validate each fragment as it arrives, not the whole message at its end.
-    if (isText && !this.utf8.update(frame.payload)) throw new ProtocolError('INVALID_UTF8', 'text message is not valid UTF-8');
+    if (isText && !this.utf8!.update(frame.payload)) throw new ProtocolError('INVALID_UTF8', 'text message is not valid UTF-8');
     this.messageSize += frame.payload.length;
     if (!discard) this.fragments.push(Buffer.from(frame.payload)); // copy: see above
     if (!frame.fin) return;
 
-    if (isText && !this.utf8.atBoundary) throw new ProtocolError('INVALID_UTF8', 'text message ends inside a UTF-8 sequence');
+    if (isText && !this.utf8!.atBoundary) throw new ProtocolError('INVALID_UTF8', 'text message ends inside a UTF-8 sequence');
     const fragments = this.fragments;
     this.fragments = [];
     this.messageOpcode = 0;

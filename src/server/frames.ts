@@ -78,9 +78,11 @@ export class FrameParser {
   private opcode = 0;
   private masked = false;
   private payloadLength = 0;
-  private readonly maskKey = Buffer.alloc(4);
-  /** Scratch space for header fields that straddle chunks (at most 8 bytes). */
-  private readonly scratch = Buffer.alloc(8);
+  // The masking key as four numbers, not a Buffer: a Buffer per connection costs far more memory.
+  private mask0 = 0;
+  private mask1 = 0;
+  private mask2 = 0;
+  private mask3 = 0;
 
   constructor(options: FrameParserOptions) {
     this.options = options;
@@ -133,13 +135,19 @@ export class FrameParser {
         }
         case ParserState.MASK_KEY:
           if (this.buffered < 4) return;
-          this.readBytes(4).copy(this.maskKey, 0, 0, 4);
+        {
+          const key = this.readBytes(4);
+          this.mask0 = key[0]!;
+          this.mask1 = key[1]!;
+          this.mask2 = key[2]!;
+          this.mask3 = key[3]!;
           this.state = ParserState.PAYLOAD;
+        }
           break;
         case ParserState.PAYLOAD: {
           if (this.buffered < this.payloadLength) return;
           const payload = this.payloadLength === 0 ? EMPTY : this.readPayload(this.payloadLength);
-          if (this.masked) unmask(payload, this.maskKey);
+          if (this.masked) unmaskWith(payload, this.mask0, this.mask1, this.mask2, this.mask3);
           this.state = ParserState.HEADER;
           this.options.onFrame({ fin: this.fin, opcode: this.opcode, payload });
           break; // onFrame may have halted us: the loop re-checks the state
@@ -188,7 +196,10 @@ export class FrameParser {
     this.state = this.masked ? ParserState.MASK_KEY : ParserState.PAYLOAD;
   }
 
-  /** Consumes `n` ≤ 8 header bytes: a view when they lie in one chunk, else copied to scratch. */
+  /**
+   * Consumes `n` ≤ 8 header bytes: a view when they lie in one chunk, else copied to SCRATCH.
+   * Callers read the result at once, before any other parser runs, so one scratch is enough.
+   */
   private readBytes(n: number): Buffer {
     const head = this.chunks[0]!;
     if (head.length - this.offset >= n) {
@@ -196,8 +207,8 @@ export class FrameParser {
       this.advance(n);
       return view;
     }
-    this.copyOut(this.scratch, n);
-    return this.scratch;
+    this.copyOut(SCRATCH, n);
+    return SCRATCH;
   }
 
   /** Consumes an `n`-byte payload: a view of the chunk when possible, else one exact-size copy. */
@@ -241,13 +252,19 @@ export class FrameParser {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Header bytes that straddle chunks are gathered here (see readBytes). */
+const SCRATCH = Buffer.alloc(8);
+
+/** XORs `data` in place with the 4-byte masking key (§5.3). */
+export function unmask(data: Buffer, key: Buffer): void {
+  unmaskWith(data, key[0]!, key[1]!, key[2]!, key[3]!);
+}
 
 /**
- * XORs `data` in place with the 4-byte masking key (§5.3). Hot path: four bytes a step with the
- * key's bytes in locals, which V8 compiles to tight code without allocating.
+ * The unmasking loop. Hot path: four bytes a step with the key's bytes in locals, which V8
+ * compiles to tight code without allocating.
  */
-export function unmask(data: Buffer, key: Buffer): void {
-  const k0 = key[0]!, k1 = key[1]!, k2 = key[2]!, k3 = key[3]!;
+function unmaskWith(data: Buffer, k0: number, k1: number, k2: number, k3: number): void {
   const length = data.length;
   const whole = length & ~3;
   let i = 0;

@@ -1,8 +1,15 @@
 // The thin I/O layer under the sans-I/O WebSocketConnection: it moves bytes between a TCP socket
 // and the state machine, and owns the timers (heartbeat, closing-handshake timeout) and the
-// socket's backpressure. Nothing here knows about frames or ASGI.
+// socket's backpressure. Nothing here knows about frame layouts or ASGI.
+//
+// Memory per connection matters when a process holds tens of thousands of them, so, as `ws`
+// does, the transport hangs itself on its socket under a symbol and the socket's listeners are
+// shared module-level functions that find it there: no closures allocated per connection. For
+// the same reason the transport is itself the connection's handler (it has the methods of
+// ConnectionHandler) instead of wrapping each callback in a closure, and timers get module-level
+// callbacks with the transport as their argument.
 import type { Socket } from 'node:net';
-import { ConnectionState, WebSocketConnection, type ConnectionOptions } from './connection.js';
+import { ConnectionState, WebSocketConnection, type ConnectionHandler, type ConnectionOptions } from './connection.js';
 import { endSocket } from './sockets.js';
 
 export interface TransportOptions extends ConnectionOptions {
@@ -14,6 +21,7 @@ export interface TransportOptions extends ConnectionOptions {
   closeTimeoutMs: number;
 }
 
+/** What the transport reports to its owner (the ASGI session). */
 export interface TransportEvents {
   onMessage(data: string | Buffer): void;
   onClose(code: number, reason: string): void;
@@ -24,47 +32,69 @@ export interface TransportEvents {
  * reading fast enough, and waiting is what keeps memory bounded and pushes back on the app.
  */
 export const SEND_HIGH_WATER_MARK = 64 * 1024;
-
+/** Bytes a client may send before the handshake completes (a well-behaved client sends none). */
+const MAX_EARLY_BYTES = 64 * 1024;
 const PING_PAYLOAD = Buffer.from('heartbeat');
 
-export class WebSocketTransport {
+const kTransport = Symbol('transport');
+type TransportSocket = Socket & { [kTransport]: WebSocketTransport };
+
+export class WebSocketTransport implements ConnectionHandler {
   readonly connection: WebSocketConnection;
-  private readonly socket: Socket;
+  private readonly socket: TransportSocket;
   private readonly options: TransportOptions;
   private readonly events: TransportEvents;
+  /** Bytes received before the 101 (fed to the codec at start), or null once started. */
+  private early: Buffer[] | null = [];
+  private earlyBytes = 0;
   private heartbeat: NodeJS.Timeout | null = null;
-  private closeTimer: NodeJS.Timeout | null = null;
+  /** The heartbeat's ping is out and its timeout is running. */
+  private awaitingPong = false;
   /** Did the peer send anything since our last ping? (any frame proves it is alive) */
   private heardSincePing = true;
+  private closeTimer: NodeJS.Timeout | null = null;
   private corked = false;
   /** One promise shared by every `send` waiting for 'drain', not one listener each. */
   private drained: Promise<void> | null = null;
   private resolveDrained: (() => void) | null = null;
   private rejectDrained: ((error: Error) => void) | null = null;
 
-  constructor(socket: Socket, options: TransportOptions, events: TransportEvents) {
-    this.socket = socket;
+  constructor(socket: Socket, head: Buffer, options: TransportOptions, events: TransportEvents) {
+    this.socket = socket as TransportSocket;
+    this.socket[kTransport] = this;
     this.options = options;
     this.events = events;
-    this.connection = new WebSocketConnection({
-      onWrite: (bytes) => this.write(bytes),
-      onMessage: (data) => events.onMessage(data),
-      onActivity: () => { this.heardSincePing = true; },
-      onClose: (code, reason) => this.handleClose(code, reason),
-      onEndTransport: () => this.endTransport(),
-    }, options);
+    this.connection = new WebSocketConnection(this, options);
+    socket.on('data', socketOnData);
+    // The peer's FIN (node:http sockets allow half-open connections), an error, or the socket
+    // closing all mean the peer is gone.
+    socket.on('end', socketOnEnd);
+    socket.on('error', socketOnLost);
+    socket.on('close', socketOnLost);
+    socket.on('drain', socketOnDrain);
+    if (head.length > 0) this.receive(head);
   }
 
-  /** Called once the 101 is written: start reading frames and the heartbeat. */
-  start(bufferedBeforeAccept: Buffer[]): void {
-    const socket = this.socket;
+  /** Called once the 101 is written: frames flow, and the heartbeat starts. */
+  start(): void {
     this.connection.accept();
     // Small frames should leave at once, not wait for Nagle's algorithm to coalesce them.
-    socket.setNoDelay(true);
-    for (const chunk of bufferedBeforeAccept) this.connection.receiveData(chunk);
-    socket.on('data', (chunk: Buffer) => this.connection.receiveData(chunk));
-    socket.on('drain', () => this.settleDrain(null));
-    if (this.options.pingIntervalMs > 0) this.scheduleHeartbeat(this.options.pingIntervalMs);
+    this.socket.setNoDelay(true);
+    const early = this.early!;
+    this.early = null;
+    for (const chunk of early) this.connection.receiveData(chunk);
+    if (this.options.pingIntervalMs > 0) this.armHeartbeat(this.options.pingIntervalMs);
+  }
+
+  /** Bytes from the socket: to the codec, or kept (bounded) until the handshake completes. */
+  receive(chunk: Buffer): void {
+    if (this.early === null) {
+      this.connection.receiveData(chunk);
+      return;
+    }
+    this.earlyBytes += chunk.length;
+    if (this.earlyBytes > MAX_EARLY_BYTES) this.lost(); // flooding before the handshake completed
+    else this.early.push(chunk);
   }
 
   /** A socket error, the socket closing, or a timeout: 1006 unless the close had completed. */
@@ -84,10 +114,10 @@ export class WebSocketTransport {
   }
 
   /**
-   * Writes a frame. Writes made in the same tick are corked and leave in one writev() syscall:
-   * a subscriber with many queued broadcasts gets them in one write, not one write each.
+   * Writes a frame (ConnectionHandler). Writes made in the same tick are corked and leave in one
+   * writev() syscall: a subscriber with many queued broadcasts gets them in one write, not one each.
    */
-  write(bytes: Buffer): void {
+  onWrite(bytes: Buffer): void {
     const socket = this.socket;
     if (socket.destroyed) return;
     if (!this.corked) {
@@ -114,8 +144,61 @@ export class WebSocketTransport {
   close(code: number, reason: string): void {
     if (this.connection.state !== ConnectionState.OPEN) return;
     this.connection.close(code, reason);
-    this.closeTimer = setTimeout(() => this.lost(), this.options.closeTimeoutMs);
+    this.closeTimer = setTimeout(transportLost, this.options.closeTimeoutMs, this);
     this.closeTimer.unref();
+  }
+
+  // ---- ConnectionHandler -------------------------------------------------------------------
+
+  onMessage(data: string | Buffer): void {
+    this.events.onMessage(data);
+  }
+
+  onActivity(): void {
+    this.heardSincePing = true;
+  }
+
+  onClose(code: number, reason: string): void {
+    if (this.heartbeat) clearTimeout(this.heartbeat);
+    if (this.closeTimer) clearTimeout(this.closeTimer);
+    this.settleDrain(new Error('the WebSocket connection is closed'));
+    this.events.onClose(code, reason);
+  }
+
+  /** §7.1.1: after the closing handshake (or a failure) the server closes TCP first. */
+  onEndTransport(): void {
+    if (this.corked) this.uncork();
+    endSocket(this.socket, this.options.closeTimeoutMs);
+  }
+
+  // ---- heartbeat and drain -------------------------------------------------------------------
+
+  /**
+   * Heartbeat: every pingIntervalMs send a ping; if the peer then stays silent for pingTimeoutMs
+   * (no pong, no frame at all), drop it: the app sees 1006. Alternates two waits on one timer.
+   */
+  heartbeatTick(): void {
+    if (this.connection.state !== ConnectionState.OPEN) return;
+    const { pingIntervalMs, pingTimeoutMs } = this.options;
+    if (this.awaitingPong) {
+      if (!this.heardSincePing) return this.lost();
+      this.awaitingPong = false;
+      this.armHeartbeat(Math.max(0, pingIntervalMs - pingTimeoutMs));
+      return;
+    }
+    this.heardSincePing = false;
+    this.connection.ping(PING_PAYLOAD);
+    if (pingTimeoutMs > 0) {
+      this.awaitingPong = true;
+      this.armHeartbeat(pingTimeoutMs);
+    } else {
+      this.armHeartbeat(pingIntervalMs); // no timeout: pings only keep intermediaries from idling out
+    }
+  }
+
+  private armHeartbeat(delay: number): void {
+    this.heartbeat = setTimeout(heartbeatTick, delay, this);
+    this.heartbeat.unref();
   }
 
   private waitForDrain(): Promise<void> {
@@ -128,54 +211,19 @@ export class WebSocketTransport {
     return this.drained;
   }
 
-  private settleDrain(error: Error | null): void {
+  settleDrain(error: Error | null): void {
     if (!this.drained) return;
     if (error) this.rejectDrained!(error);
     else this.resolveDrained!();
     this.drained = this.resolveDrained = this.rejectDrained = null;
   }
-
-  /** Heartbeat: ping every interval; a peer that stays silent pingTimeoutMs after it is dropped. */
-  private scheduleHeartbeat(delay: number): void {
-    this.heartbeat = setTimeout(() => {
-      if (this.connection.state !== ConnectionState.OPEN) return;
-      if (!this.heardSincePing) {
-        this.lost(); // silent since our ping for pingTimeoutMs: 1006 to the app
-        return;
-      }
-      this.heardSincePing = false;
-      this.connection.ping(PING_PAYLOAD);
-      const timeout = this.options.pingTimeoutMs;
-      if (timeout > 0) {
-        // Check for an answer after the timeout, then wait out the rest of the interval.
-        this.heartbeat = setTimeout(() => {
-          if (this.connection.state !== ConnectionState.OPEN) return;
-          if (!this.heardSincePing) this.lost();
-          else this.scheduleHeartbeat(Math.max(0, this.options.pingIntervalMs - timeout));
-        }, timeout);
-        this.heartbeat.unref();
-      } else {
-        this.heardSincePing = true; // no timeout: pings only keep intermediaries from idling out
-        this.scheduleHeartbeat(this.options.pingIntervalMs);
-      }
-    }, delay);
-    this.heartbeat.unref();
-  }
-
-  private handleClose(code: number, reason: string): void {
-    if (this.heartbeat) clearTimeout(this.heartbeat);
-    if (this.closeTimer) clearTimeout(this.closeTimer);
-    this.settleDrain(new Error('the WebSocket connection is closed'));
-    this.events.onClose(code, reason);
-  }
-
-  /** §7.1.1: after the closing handshake (or a failure) the server closes TCP first. */
-  private endTransport(): void {
-    if (this.corked) this.uncork();
-    endSocket(this.socket, this.options.closeTimeoutMs);
-  }
 }
 
-function uncork(transport: WebSocketTransport): void {
-  transport.uncork();
-}
+// Shared listeners and timer callbacks: `this` is the socket, which carries its transport.
+function socketOnData(this: TransportSocket, chunk: Buffer): void { this[kTransport].receive(chunk); }
+function socketOnEnd(this: TransportSocket): void { this[kTransport].peerEnded(); }
+function socketOnLost(this: TransportSocket): void { this[kTransport].lost(); }
+function socketOnDrain(this: TransportSocket): void { this[kTransport].settleDrain(null); }
+function uncork(transport: WebSocketTransport): void { transport.uncork(); }
+function heartbeatTick(transport: WebSocketTransport): void { transport.heartbeatTick(); }
+function transportLost(transport: WebSocketTransport): void { transport.lost(); }

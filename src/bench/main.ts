@@ -1,0 +1,538 @@
+// `npm run bench`: the project's built-in benchmark. It starts the server (dist/main.js) itself,
+// a fresh one for each scenario, or targets a running one (--url), and measures:
+//
+//   codec    the frame codec alone, in this process (codec.ts)
+//   http     GET / requests per second over keep-alive connections (http-load.ts)
+//   idle     server memory per open connection, handshakes per second (idle.ts)
+//   fanout   chat broadcast: deliveries per second, delivery ratio, latency, server CPU per
+//            delivery; a ramp to the highest rate delivered completely, then a fixed rate (fanout.ts)
+//
+// and prints one table per scenario, the machine, and what the load generator itself used. The
+// load generator is a Node process on the same machine as the server: when it saturates, it, not
+// the server, sets the figures, so the report says when that happens. Figures compare only within
+// one run on one machine; `--json FILE` keeps them all.
+//
+// Exit codes: 0 done, 1 a scenario could not run (the server did not start...), 2 bad flags.
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import type { Target } from './client.js';
+import { runCodec, type CodecRow } from './codec.js';
+import { defaultThreads, runFanout, type FanoutResult, type StepResult } from './fanout.js';
+import { runHttp, type HttpResult } from './http-load.js';
+import { runIdle, type IdleResult } from './idle.js';
+import { MAX_PUBLISHERS, MIN_SIZE } from './message.js';
+import { HAVE_PROC, openFilesLimit, type CpuWindow } from './proc.js';
+import { num, table } from './report.js';
+import { startServer, type ServerHandle } from './server-process.js';
+
+const USAGE = `Usage: npm run bench -- [options]      (or: node dist/bench/main.js [options])
+
+Benchmarks the chat server: codec throughput, HTTP requests/s, idle connections, chat fan-out.
+By default it starts \`node dist/main.js --workers W\` itself, a fresh server per scenario.
+
+Scenarios and server:
+  --only LIST           scenarios to run, comma-separated: codec,http,idle,fanout (default all)
+  --workers N           server worker processes (default 1)
+  --url URL             benchmark a running server instead (e.g. http://127.0.0.1:8080);
+                        its CPU and memory are measured only with --server-pid
+  --server-pid PID      root process of the server at --url, for /proc accounting
+  --quick               a fast smoke run of every scenario (< 30 s); flags given override it
+
+Fan-out (C subscribers, P publishers on /chat):
+  --subs LIST           subscriber counts, one run each (default 1000; e.g. 100,1000,5000)
+  --pubs N              publishers (default 2)
+  --size BYTES          published JSON text size (default 128, at least ${MIN_SIZE})
+  --mode MODE           ramp, fixed, or both: ramp then fixed at half the best rate (default both)
+  --rate MSGS           fixed mode's rate, messages/s over all publishers (default: see --mode)
+  --duration S          fixed mode's duration (default 10)
+  --step S              ramp step duration (default 3)
+  --ramp-start MSGS     first ramp rate (default: about 5,000 deliveries/s)
+  --ramp-factor X       rate multiplier per step (default 1.5)
+  --max-steps N         most ramp steps (default 20)
+  --max-p99 MS          a ramp step fails above this p99 latency (default 500)
+  --drain S             time a step's last messages may take to arrive (default 2)
+  --threads N           load generator threads for subscribers (default ${defaultThreads()} here)
+
+Idle, HTTP, codec:
+  --idle-conns LIST     connection counts to reach, ascending (default 1000,10000)
+  --concurrency N       handshakes in flight when opening connections (default 200)
+  --http-conns N        keep-alive connections for GET / (default 8)
+  --http-duration S     measured HTTP duration (default 5)
+  --codec-time S        time per codec case (default 0.3)
+
+Output:
+  --json FILE           write every figure as JSON
+  --help                show this help
+`;
+
+interface Options {
+  only: Set<string>;
+  workers: number;
+  url: string | null;
+  serverPid: number | null;
+  quick: boolean;
+  subs: number[];
+  pubs: number;
+  size: number;
+  mode: 'ramp' | 'fixed' | 'both';
+  rate: number | null;
+  durationS: number;
+  stepS: number;
+  rampStart: number | null;
+  rampFactor: number;
+  maxSteps: number;
+  maxP99Ms: number;
+  drainS: number;
+  threads: number;
+  idleConns: number[];
+  concurrency: number;
+  httpConns: number;
+  httpDurationS: number;
+  codecTimeS: number;
+  json: string | null;
+  // Not flags: timings that --quick shortens.
+  settleS: number;
+  holdS: number;
+  httpWarmupS: number;
+}
+
+class UsageError extends Error {}
+
+const SCENARIOS = ['codec', 'http', 'idle', 'fanout'];
+
+/** The default profile (a few minutes on a 2-core machine) and the --quick one (< 30 s). */
+const PROFILES = {
+  default: { subs: [1000], durationS: 10, stepS: 3, maxSteps: 20, drainS: 2, idleConns: [1000, 10000], httpDurationS: 5, httpWarmupS: 1, codecTimeS: 0.3, settleS: 1, holdS: 2 },
+  quick: { subs: [100], durationS: 2, stepS: 1, maxSteps: 4, drainS: 1, idleConns: [200, 1000], httpDurationS: 1, httpWarmupS: 0.3, codecTimeS: 0.05, settleS: 0.3, holdS: 0.5 },
+};
+
+function parseOptions(argv: string[]): Options | 'help' {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    const string = { type: 'string' } as const;
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        only: string, workers: string, url: string, 'server-pid': string, quick: { type: 'boolean' },
+        subs: string, pubs: string, size: string, mode: string, rate: string, duration: string, step: string,
+        'ramp-start': string, 'ramp-factor': string, 'max-steps': string, 'max-p99': string, drain: string,
+        threads: string, 'idle-conns': string, concurrency: string, 'http-conns': string,
+        'http-duration': string, 'codec-time': string, json: string, help: { type: 'boolean' },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message.split('. ')[0]!);
+  }
+  if (values['help']) return 'help';
+  const profile = values['quick'] ? PROFILES.quick : PROFILES.default;
+  const text = (name: string): string | undefined => values[name] as string | undefined;
+  const number = (name: string, fallback: number, min: number, max: number, integer = true): number => {
+    const raw = text(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < min || value > max) {
+      throw new UsageError(`--${name} must be ${integer ? 'a whole number' : 'a number'} from ${min} to ${max}, got "${raw}"`);
+    }
+    return value;
+  };
+  const list = (name: string, fallback: number[], min: number, max: number): number[] => {
+    const raw = text(name);
+    if (raw === undefined) return fallback;
+    const items = raw.split(',').map((s) => s.trim());
+    const values = items.map(Number);
+    if (items.some((s) => !/^\d+$/.test(s)) || values.some((v) => v < min || v > max)) {
+      throw new UsageError(`--${name} must be a comma-separated list of whole numbers from ${min} to ${max}, got "${raw}"`);
+    }
+    return values;
+  };
+
+  const onlyRaw = text('only');
+  const only = new Set(onlyRaw === undefined ? SCENARIOS : onlyRaw.split(',').map((s) => s.trim()));
+  for (const name of only) if (!SCENARIOS.includes(name)) throw new UsageError(`--only: unknown scenario "${name}" (choose from ${SCENARIOS.join(', ')})`);
+  const mode = text('mode') ?? 'both';
+  if (mode !== 'ramp' && mode !== 'fixed' && mode !== 'both') throw new UsageError(`--mode must be ramp, fixed or both, got "${mode}"`);
+  const url = text('url') ?? null;
+  if (url !== null) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new UsageError(`--url is not a URL: "${url}"`);
+    }
+    if (!['http:', 'ws:'].includes(parsed.protocol)) throw new UsageError(`--url must be http:// or ws:// (no TLS), got "${url}"`);
+  }
+  if (text('server-pid') !== undefined && url === null) throw new UsageError('--server-pid goes with --url (a server started by the benchmark is measured anyway)');
+  const idleConns = list('idle-conns', profile.idleConns, 1, 1_000_000);
+  if (idleConns.some((v, i) => i > 0 && v <= idleConns[i - 1]!)) throw new UsageError('--idle-conns must be ascending (each level adds connections to the previous one)');
+
+  return {
+    only,
+    workers: number('workers', 1, 1, 256),
+    url,
+    serverPid: text('server-pid') === undefined ? null : number('server-pid', 0, 1, 2 ** 31),
+    quick: Boolean(values['quick']),
+    subs: list('subs', profile.subs, 1, 1_000_000),
+    pubs: number('pubs', 2, 1, MAX_PUBLISHERS),
+    size: number('size', 128, MIN_SIZE, 1_000_000),
+    mode,
+    rate: text('rate') === undefined ? null : number('rate', 0, 0.1, 10_000_000, false),
+    durationS: number('duration', profile.durationS, 0.5, 3600, false),
+    stepS: number('step', profile.stepS, 0.5, 600, false),
+    rampStart: text('ramp-start') === undefined ? null : number('ramp-start', 0, 0.1, 10_000_000, false),
+    rampFactor: number('ramp-factor', 1.5, 1.01, 10, false),
+    maxSteps: number('max-steps', profile.maxSteps, 1, 90),
+    maxP99Ms: number('max-p99', 500, 1, 600_000, false),
+    drainS: number('drain', profile.drainS, 0, 600, false),
+    threads: number('threads', defaultThreads(), 1, 64),
+    idleConns,
+    concurrency: number('concurrency', 200, 1, 100_000),
+    httpConns: number('http-conns', 8, 1, 10_000),
+    httpDurationS: number('http-duration', profile.httpDurationS, 0.2, 3600, false),
+    codecTimeS: number('codec-time', profile.codecTimeS, 0.01, 60, false),
+    json: text('json') ?? null,
+    settleS: profile.settleS,
+    holdS: profile.holdS,
+    httpWarmupS: profile.httpWarmupS,
+  };
+}
+
+// ---- running ------------------------------------------------------------------------------------
+
+const log = (line: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+};
+/** Results go to stdout, progress to stderr: `npm run bench > results.txt` keeps the tables. */
+const print = (text = ''): void => {
+  process.stdout.write(`${text}\n`);
+};
+
+let currentServer: ServerHandle | null = null;
+
+interface ServerInfo {
+  target: { host: string; port: number };
+  pid: number | null;
+  /** Lines the server logged during the scenario. */
+  logLines: string[];
+  exitedWith: string | null;
+}
+
+/** Runs `body` against a fresh server (or the --url one) and stops the server afterwards. */
+async function withServer<T>(o: Options, extraArgs: string[], body: (server: ServerInfo) => Promise<T>): Promise<{ value: T; server: ServerInfo }> {
+  if (o.url !== null) {
+    const parsed = new URL(o.url);
+    const server: ServerInfo = {
+      target: { host: parsed.hostname.replace(/^\[|\]$/g, ''), port: Number(parsed.port || 80) },
+      pid: o.serverPid, logLines: [], exitedWith: null,
+    };
+    return { value: await body(server), server };
+  }
+  const handle = await startServer(o.workers, extraArgs);
+  currentServer = handle;
+  const server: ServerInfo = { target: { host: handle.host, port: handle.port }, pid: handle.pid, logLines: handle.logLines, exitedWith: null };
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 300)); // workers finish starting
+    const value = await body(server);
+    server.exitedWith = handle.exitedWith;
+    return { value, server };
+  } finally {
+    await handle.stop();
+    currentServer = null;
+  }
+}
+
+const chatTarget = (server: ServerInfo): Target => ({ ...server.target, path: '/chat' });
+
+function machine(): Record<string, unknown> {
+  const cpus = os.cpus();
+  return {
+    cores: os.availableParallelism(),
+    cpu_model: cpus[0]?.model.trim() ?? 'unknown',
+    node: process.version,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    memory_gib: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    open_files_limit: openFilesLimit(),
+    load_average_at_start: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    proc_accounting: HAVE_PROC,
+  };
+}
+
+/** Notes for the end of the report: saturation, noise, server complaints. */
+const warnings: string[] = [];
+const SATURATED = 0.9;
+
+/** Where (which step or level of a scenario) the load generator or the machine ran out of CPU. */
+interface CpuNotes { saturated: string[]; busiestLoop: number; allCoresBusy: string[]; otherMax: number }
+const cpuNotes = new Map<string, CpuNotes>();
+
+/** Records how the load generator and the machine fared in one window of `scenario`. */
+function checkLoadgen(scenario: string, where: string, loops: { main: number; subscribers?: number[] }, cpu: CpuWindow): void {
+  let notes = cpuNotes.get(scenario);
+  if (!notes) cpuNotes.set(scenario, (notes = { saturated: [], busiestLoop: 0, allCoresBusy: [], otherMax: 0 }));
+  // A thread's event loop busy > 90% of the time: it could not keep up (or did not get a core).
+  const busiest = Math.max(loops.main, ...(loops.subscribers ?? []));
+  if (busiest > SATURATED) notes.saturated.push(where);
+  notes.busiestLoop = Math.max(notes.busiestLoop, busiest);
+  // Every core busy: the server and the load generator competed for the CPU.
+  const cores = os.availableParallelism();
+  const used = (cpu.server_cores ?? 0) + cpu.loadgen_cores + (cpu.other_cores ?? 0);
+  if (cpu.server_cores !== null && used > SATURATED * cores) notes.allCoresBusy.push(where);
+  // (Without the server's pid, its CPU lands in "other": no noise verdict then.)
+  if (cpu.server_cores !== null && cpu.other_cores !== null) notes.otherMax = Math.max(notes.otherMax, cpu.other_cores);
+}
+
+/** One to three lines per scenario from the notes above. */
+function cpuWarnings(scenario: string): void {
+  const notes = cpuNotes.get(scenario);
+  if (!notes) return;
+  if (notes.saturated.length > 0) {
+    warnings.push(`${scenario}: the load generator was saturated (a thread up to ${Math.round(notes.busiestLoop * 100)}% busy) in ${notes.saturated.join(', ')}: ` +
+      'there the figures show its limit, not (only) the server\'s.');
+  }
+  if (notes.allCoresBusy.length > 0) {
+    warnings.push(`${scenario}: all ${os.availableParallelism()} cores were busy in ${notes.allCoresBusy.join(', ')}: the server and the load generator competed for the CPU.`);
+  }
+  if (notes.otherMax > 0.25) warnings.push(`${scenario}: other processes used up to ${num(notes.otherMax, 2)} cores meanwhile: the figures are noisy.`);
+}
+
+function serverNotes(scenario: string, server: ServerInfo): void {
+  if (server.exitedWith) warnings.push(`${scenario}: the server exited during the run (${server.exitedWith}).`);
+  if (server.logLines.length === 0) return;
+  // Group the lines by what they say: pids, addresses and numbers vary from line to line.
+  const groups = new Map<string, number>();
+  for (const line of server.logLines) {
+    const gist = line.replace(/\[\d+\]/g, '[pid]').replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'ADDR').replace(/\b\d+\b/g, 'N').replace(/\s+/g, ' ').slice(0, 160);
+    groups.set(gist, (groups.get(gist) ?? 0) + 1);
+  }
+  const top = [...groups].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([gist, n]) => `${n}× "${gist}"`);
+  warnings.push(`${scenario}: the server logged ${server.logLines.length} warning/error line(s): ${top.join(', ')}`);
+}
+
+function printCodec(rows: CodecRow[]): void {
+  print(table(
+    'Codec: src/server/frames.ts in-process (parse = masked client frames in 64 KiB chunks; MB = 10^6 bytes)',
+    ['operation', 'payload', 'MB/s', 'frames/s'],
+    rows.map((r) => [r.operation, r.payload_bytes >= 1024 ? `${r.payload_bytes / 1024} KiB` : `${r.payload_bytes} B`, num(r.mb_per_s, 1), r.frames_per_s]),
+  ));
+}
+
+function printHttp(r: HttpResult): void {
+  print(table(
+    `HTTP: GET / (${num(r.body_bytes)} B page) over ${r.connections} keep-alive connections, ${num(r.cpu.wall_s, 1)} s`,
+    ['requests/s', 'p50 ms', 'p99 ms', 'max ms', 'server cores', 'server CPU µs/req', 'loadgen cores', 'loadgen loop busy', 'non-200', 'errors'],
+    [[r.requests_per_s, num(r.latency.p50_ms, 2), num(r.latency.p99_ms, 2), num(r.latency.max_ms, 2), num(r.cpu.server_cores, 2),
+      num(r.server_cpu_us_per_request, 1), num(r.cpu.loadgen_cores, 2), `${Math.round(r.loop_busy * 100)}%`, r.non_200,
+      Object.values(r.errors).reduce((a, b) => a + b, 0)]],
+  ));
+}
+
+function printIdle(r: IdleResult, serverArgs: string[]): void {
+  print(table(
+    `Idle connections: server RSS per open /chat connection (baseline ${r.baseline_rss_kib === null ? 'n/a' : `${num(r.baseline_rss_kib / 1024, 1)} MiB`}` +
+    `${serverArgs.length ? `; server started with ${serverArgs.join(' ')}` : ''})`,
+    ['connections', 'handshakes/s', 'handshake p50 ms', 'p99 ms', 'server CPU µs/handshake', 'server RSS MiB', 'RSS KiB/conn', 'loadgen cores', 'loadgen loop busy', 'failed'],
+    r.levels.map((l) => [l.connections, l.handshakes_per_s, num(l.handshake_latency.p50_ms, 2), num(l.handshake_latency.p99_ms, 2),
+      l.server_cpu_us_per_handshake, l.rss_kib === null ? null : num(l.rss_kib / 1024, 1), num(l.rss_kib_per_connection, 1),
+      num(l.connect_cpu.loadgen_cores, 2), `${Math.round(l.loop_busy * 100)}%`, l.failed]),
+  ));
+  if (r.hold) {
+    const last = r.levels[r.levels.length - 1];
+    print(`  holding ${num(last?.connections)} idle connections for ${num(r.hold.wall_s, 1)} s: server ${num(r.hold.server_cores, 3)} cores, ${r.dropped} dropped`);
+  }
+  if (r.hint) print(`  ! ${r.hint}`);
+}
+
+function stepRow(s: StepResult): (string | number | null)[] {
+  return [
+    s.step, s.kind, num(s.offered_msgs_per_s, 1), s.deliveries_per_s, num(s.delivery_ratio, 4),
+    num(s.latency.p50_ms, 1), num(s.latency.p99_ms, 1), num(s.latency.max_ms, 1),
+    num(s.cpu.server_cores, 2), num(s.server_cpu_us_per_delivery, 2),
+    num(s.cpu.loadgen_cores, 2), [s.loop_busy.main, ...s.loop_busy.subscribers].map((x) => `${Math.round(x * 100)}%`).join('/'),
+    s.passed ? 'pass' : 'FAIL',
+  ];
+}
+
+function printFanout(r: FanoutResult, o: Options): void {
+  const subs = r.connect.subscribers;
+  if (r.steps.length === 0) {
+    print(`Fan-out: ${r.subs} subscribers + ${r.pubs} publishers: no measurement`);
+    if (r.error) print(`  ! ${r.error}`);
+    return;
+  }
+  print(table(
+    `Fan-out: ${r.subs} subscribers + ${r.pubs} publishers (${r.recipients} recipients), ${r.size} B messages, ` +
+    `${r.threads} subscriber thread(s); connected in ${num(subs.elapsed_s, 2)} s (${num(subs.handshakes_per_s)}/s)`,
+    ['step', 'kind', 'offered msg/s', 'deliveries/s', 'ratio', 'p50 ms', 'p99 ms', 'max ms', 'server cores', 'server µs/delivery', 'loadgen cores', 'loops busy main/subs', 'result'],
+    r.steps.map(stepRow),
+  ));
+  if (r.ramp) {
+    const b = r.ramp.best;
+    print(b
+      ? `  Highest rate delivered completely: ${num(b.offered_msgs_per_s, 1)} msg/s = ${num(b.deliveries_per_s)} deliveries/s ` +
+        `(p99 ${num(b.latency.p99_ms, 1)} ms, server ${num(b.cpu.server_cores, 2)} cores, ${num(b.server_cpu_us_per_delivery, 2)} µs CPU per delivery)`
+      : `  No ramp step passed (start rate ${o.rampStart ?? 'auto'}).`);
+    print(`  Ramp ended: ${r.ramp.ended_because}`);
+  }
+  if (r.fixed) {
+    const f = r.fixed;
+    print(`  Fixed ${num(f.offered_msgs_per_s, 1)} msg/s for ${num(o.durationS, 1)} s: ${num(f.received)} of ${num(f.expected)} deliveries ` +
+      `(ratio ${num(f.delivery_ratio, 4)}), p50 ${num(f.latency.p50_ms, 2)} ms, p99 ${num(f.latency.p99_ms, 2)} ms, max ${num(f.latency.max_ms, 2)} ms`);
+  }
+  if (r.fixed_skipped) print(`  Fixed-rate run skipped: ${r.fixed_skipped}.`);
+  if (r.out_of_order > 0) print(`  ! ${r.out_of_order} deliveries arrived out of order (or twice) from their publisher`);
+  if (Object.keys(r.close_codes).length > 0) print(`  ! connections closed during the run: ${JSON.stringify(r.close_codes)}`);
+  if (r.error) print(`  ! ${r.error}`);
+}
+
+async function main(): Promise<void> {
+  let o: Options;
+  try {
+    const parsed = parseOptions(process.argv.slice(2));
+    if (parsed === 'help') {
+      process.stdout.write(USAGE);
+      return;
+    }
+    o = parsed;
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`error: ${error.message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+
+  const startedMs = performance.now();
+  const m = machine();
+  const report: Record<string, unknown> = {
+    started_at: new Date().toISOString(),
+    machine: m,
+    options: { ...o, only: [...o.only] },
+    server: o.url ?? `node dist/main.js --workers ${o.workers} (a fresh server per scenario)`,
+  };
+  print(`Machine: ${m['cores']} cores, ${m['cpu_model']}, Node ${m['node']}, ${m['os']}, ${m['memory_gib']} GiB RAM, ` +
+    `open files limit ${m['open_files_limit'] ?? 'n/a'}, load average ${(m['load_average_at_start'] as number[]).join(' ')}`);
+  print(`Server:  ${report['server']}`);
+  if (o.url !== null && o.serverPid === null) print('         (its CPU and memory are not measured: give --server-pid PID to measure them from /proc)');
+  print('Figures compare only within one run on one machine; the load generator shares the machine with the server.');
+  print();
+  let failed = false;
+
+  // Scenarios that share a server with nothing else come first; the fan-out, longest, last.
+  if (o.only.has('codec')) {
+    log('codec: measuring');
+    const rows = runCodec(o.codecTimeS, log);
+    report['codec'] = rows;
+    printCodec(rows);
+    print();
+  }
+
+  if (o.only.has('http')) {
+    try {
+      const { value, server } = await withServer(o, [], (server) => runHttp({
+        target: { ...server.target, path: '/' }, serverPid: server.pid, connections: o.httpConns,
+        durationS: o.httpDurationS, warmupS: o.httpWarmupS, log,
+      }));
+      report['http'] = { ...value, server_log: server.logLines };
+      printHttp(value);
+      checkLoadgen('http', 'the measured window', { main: value.loop_busy }, value.cpu);
+      cpuWarnings('http');
+      serverNotes('http', server);
+    } catch (error) {
+      failed = true;
+      report['http'] = { error: (error as Error).message };
+      print(`HTTP: could not run: ${(error as Error).message}`);
+    }
+    print();
+  }
+
+  if (o.only.has('idle')) {
+    // The server refuses connections beyond --limit-concurrency (10,000 per process by default):
+    // give it room for the largest level, so the benchmark measures memory, not the limit.
+    const most = Math.max(...o.idleConns);
+    const extra = most + 1000 > 10_000 ? ['--limit-concurrency', String(most + 1000)] : [];
+    try {
+      const { value, server } = await withServer(o, extra, (server) => runIdle({
+        target: chatTarget(server), serverPid: server.pid, levels: o.idleConns, concurrency: o.concurrency,
+        connectTimeoutS: 60, settleS: o.settleS, holdS: o.holdS, log,
+      }));
+      report['idle'] = { ...value, server_log: server.logLines, server_args: extra };
+      printIdle(value, o.url === null ? extra : []);
+      for (const level of value.levels) checkLoadgen('idle', `the ${level.connections}-connection level`, { main: level.loop_busy }, level.connect_cpu);
+      cpuWarnings('idle');
+      if (value.hint) warnings.push(`idle: ${value.hint}`);
+      serverNotes('idle', server);
+    } catch (error) {
+      failed = true;
+      report['idle'] = { error: (error as Error).message };
+      print(`Idle: could not run: ${(error as Error).message}`);
+    }
+    print();
+  }
+
+  if (o.only.has('fanout')) {
+    const results: unknown[] = [];
+    for (const subs of o.subs) {
+      try {
+        const { value, server } = await withServer(o, [], (server) => runFanout({
+          target: chatTarget(server), serverPid: server.pid, subs, pubs: o.pubs, size: o.size, mode: o.mode,
+          rate: o.rate, durationS: o.durationS, rampStart: o.rampStart, rampFactor: o.rampFactor, stepS: o.stepS,
+          maxSteps: o.maxSteps, drainS: o.drainS, maxP99Ms: o.maxP99Ms, minRatio: 0.999, threads: o.threads,
+          concurrency: o.concurrency, connectTimeoutS: 60, log,
+        }));
+        results.push({ ...value, server_log: server.logLines });
+        printFanout(value, o);
+        const scenario = `fan-out ${subs} subscribers`;
+        // Judge saturation where it matters: the best ramp step, the first failing one, the fixed run.
+        for (const step of [value.ramp?.best, value.ramp?.first_failure, value.fixed]) {
+          if (step) checkLoadgen(scenario, `step ${step.step}`, step.loop_busy, step.cpu);
+        }
+        cpuWarnings(scenario);
+        if (value.error) warnings.push(`${scenario}: ${value.error}`);
+        serverNotes(scenario, server);
+      } catch (error) {
+        failed = true;
+        results.push({ subs, error: (error as Error).message });
+        print(`Fan-out ${subs}: could not run: ${(error as Error).message}`);
+      }
+      print();
+    }
+    report['fanout'] = results;
+  }
+
+  const totalS = (performance.now() - startedMs) / 1000;
+  const self = process.cpuUsage();
+  const loadgenCpuS = (self.user + self.system) / 1e6;
+  report['total_s'] = Math.round(totalS * 10) / 10;
+  report['loadgen_cpu_s'] = Math.round(loadgenCpuS * 10) / 10;
+  report['warnings'] = warnings;
+  print(`Load generator: ${num(loadgenCpuS, 1)} CPU seconds over ${num(totalS, 1)} s (${num(loadgenCpuS / totalS, 2)} cores on average); ` +
+    `a thread counts as saturated above ${SATURATED * 100}% busy.`);
+  if (warnings.length === 0) print('No warnings: the load generator never saturated and the machine was otherwise quiet.');
+  for (const warning of warnings) print(`  ! ${warning}`);
+  if (o.json !== null) {
+    writeFileSync(o.json, `${JSON.stringify(report, (_key, value: unknown) => (value instanceof Float64Array ? Array.from(value) : value), 2)}\n`);
+    print(`JSON written to ${o.json}`);
+  }
+  process.exitCode = failed ? 1 : 0;
+}
+
+// Ctrl-C: stop the server we started before leaving, so no server outlives the benchmark.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    log(`${signal}: stopping`);
+    const server = currentServer;
+    void (server ? server.stop() : Promise.resolve()).finally(() => process.exit(130));
+  });
+}
+
+main().then(
+  () => {
+    // Sockets closed by the server a little later must not keep us waiting: we are done.
+    setTimeout(() => process.exit(), 100).unref();
+  },
+  async (error: unknown) => {
+    process.stderr.write(`bench: ${(error as Error).stack ?? String(error)}\n`);
+    await currentServer?.stop();
+    process.exit(1);
+  },
+);

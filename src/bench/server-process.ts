@@ -1,0 +1,92 @@
+// Starting and stopping the server under test.
+//
+// The benchmark starts `node dist/main.js --port 0 --host 127.0.0.1 --log-level warning
+// --workers W` as a child process: port 0 lets the OS pick a free port, and the server announces
+// the one it got on stdout (`listening on http://HOST:PORT`), which is how we learn it. Each
+// scenario gets a fresh server, so no scenario inherits another's connections, history or heap.
+//
+// The server's stderr (warnings and errors only, at --log-level warning) is collected: a
+// "slow consumer" or "IPC backlog" warning during a run explains a failed step, so the report
+// shows how many lines the server logged and the first few of them.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export interface ServerHandle {
+  pid: number;
+  host: string;
+  port: number;
+  /** Lines the server wrote to stderr so far. */
+  logLines: string[];
+  /** Set when the server exited by itself (a crash, for instance). */
+  exitedWith: string | null;
+  stop(): Promise<void>;
+}
+
+const MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
+const START_TIMEOUT_MS = 20_000;
+
+export function startServer(workers: number, extraArgs: string[] = []): Promise<ServerHandle> {
+  const args = [MAIN, '--port', '0', '--host', '127.0.0.1', '--log-level', 'warning', '--workers', String(workers), ...extraArgs];
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logLines: string[] = [];
+  let exited: Promise<void>;
+  return new Promise((resolve, reject) => {
+    let stdout = '';
+    let stderrTail = '';
+    let handle: ServerHandle | null = null;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the server did not announce its port within ${START_TIMEOUT_MS / 1000} s`));
+    }, START_TIMEOUT_MS);
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      stderrTail += text;
+      const lines = stderrTail.split('\n');
+      stderrTail = lines.pop()!;
+      for (const line of lines) if (line.trim()) logLines.push(line);
+    });
+    child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+      if (handle) return;
+      stdout += text;
+      const match = /listening on http:\/\/\[?([^\]\s]+?)\]?:(\d+)/.exec(stdout);
+      if (!match) return;
+      clearTimeout(timer);
+      handle = {
+        pid: child.pid!,
+        host: match[1]!,
+        port: Number(match[2]),
+        logLines,
+        exitedWith: null,
+        stop: () => stop(child, exited),
+      };
+      resolve(handle);
+    });
+    exited = new Promise((done) => {
+      child.on('exit', (code, signal) => {
+        clearTimeout(timer);
+        if (handle) handle.exitedWith = signal ?? `exit code ${code}`;
+        else reject(new Error(`the server exited before listening (${signal ?? `exit code ${code}`}): ${logLines.slice(-3).join(' | ')}`));
+        done();
+      });
+    });
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}
+
+/**
+ * SIGTERM, as an operator would: the server closes its connections gracefully and exits (the
+ * cluster primary stops its workers). SIGKILL after 15 s, should it hang.
+ */
+async function stop(child: ChildProcess, exited: Promise<void>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), 15_000); });
+  if ((await Promise.race([exited, timeout])) === 'timeout') {
+    child.kill('SIGKILL');
+    await exited;
+  }
+  clearTimeout(timer);
+}

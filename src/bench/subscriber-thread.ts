@@ -1,0 +1,79 @@
+// A worker thread that holds a share of the fan-out benchmark's subscribers.
+//
+// Why a thread: reading is the load generator's expensive side. With 1000 subscribers, every
+// published message becomes 1000 socket reads and frame parses here, which on a small machine
+// costs about what the server spends writing them. Run on the main thread, that work would delay
+// the publishers' pacing timer, and the offered rate would sag exactly when it matters. In its own
+// thread (its own event loop, its own libuv loop and sockets) it cannot; and with more cores,
+// several threads share the subscribers (--threads).
+//
+// The main thread talks to it with messages:
+//   workerData                     → which server, how many connections, the run's message format
+//   ← { type: 'opened', result }     when every connection is ready or failed
+//   { type: 'report', id, step }  →  ← { type: 'report', id, report }   counts (and a histogram)
+//   { type: 'close', id }         →  ← { type: 'closed', id }           connections closed
+import { parentPort, workerData } from 'node:worker_threads';
+import { openMany, type BenchSocket, type Target } from './client.js';
+import { DeliveryCounter } from './message.js';
+
+export interface SubscriberThreadData {
+  target: Target;
+  count: number;
+  localAddresses: string[] | null;
+  concurrency: number;
+  timeoutMs: number;
+  runId: string;
+  size: number;
+  pubs: number;
+}
+
+export type ToSubscriberThread = { type: 'report'; id: number; step: number | null } | { type: 'close'; id: number };
+
+const data = workerData as SubscriberThreadData;
+const port = parentPort!;
+const counter = new DeliveryCounter(data.runId, data.size, data.count, data.pubs);
+let clients: BenchSocket[] = [];
+
+const result = await openMany({
+  target: data.target,
+  count: data.count,
+  localAddresses: data.localAddresses,
+  concurrency: data.concurrency,
+  timeoutMs: data.timeoutMs,
+  // The hot path: one call per delivered message. BenchSocket.index is the connection's number
+  // within this thread, and receivedAtUs the arrival time of the chunk the message came in.
+  onText: (client, payload) => counter.onText(client.index, payload, client.receivedAtUs),
+  onClose: (client, error) => counter.onClose(client.closeCode, error),
+});
+clients = result.clients;
+port.postMessage({ type: 'opened', result: { ...result, clients: undefined } });
+
+port.on('message', (message: ToSubscriberThread) => {
+  if (message.type === 'report') {
+    port.postMessage({ type: 'report', id: message.id, report: counter.report(message.step) });
+    return;
+  }
+  // close: stop counting closes as drops, start the closing handshakes, and answer once every
+  // socket is gone (or after 3 s); then leaving the port lets the thread end.
+  const open = new Set(clients.filter((client) => !client.socket.destroyed));
+  const done = (): void => {
+    port.postMessage({ type: 'closed', id: message.id });
+    port.close();
+  };
+  if (open.size === 0) return done();
+  const timer = setTimeout(done, 3000);
+  for (const client of open) {
+    client.handlers = {
+      onReady: () => {},
+      onText: () => {},
+      onClose: () => {
+        open.delete(client);
+        if (open.size === 0) {
+          clearTimeout(timer);
+          done();
+        }
+      },
+    };
+    client.close();
+  }
+});
