@@ -53,7 +53,9 @@ export class WebSocketTransport implements ConnectionHandler {
   /** Did the peer send anything since our last ping? (any frame proves it is alive) */
   private heardSincePing = true;
   private closeTimer: NodeJS.Timeout | null = null;
-  private corked = false;
+  /** Frames written this turn, not yet handed to the socket (see onWrite), and their size. */
+  private pending: Buffer[] | null = null;
+  private pendingBytes = 0;
   /** One promise shared by every `send` waiting for 'drain', not one listener each. */
   private drained: Promise<void> | null = null;
   private resolveDrained: (() => void) | null = null;
@@ -114,30 +116,43 @@ export class WebSocketTransport implements ConnectionHandler {
   }
 
   /**
-   * Writes a frame (ConnectionHandler). Writes made in the same tick are corked and leave in one
-   * writev() syscall: a subscriber with many queued broadcasts gets them in one write, not one each.
+   * Writes a frame (ConnectionHandler). Frames written during one turn of the event loop are
+   * collected and handed to the socket together, once the turn's promise jobs have run (see
+   * flushWrites below): a subscriber with many queued broadcasts costs one socket write, not one
+   * write per message.
    */
   onWrite(bytes: Buffer): void {
-    const socket = this.socket;
-    if (socket.destroyed) return;
-    if (!this.corked) {
-      this.corked = true;
-      socket.cork();
-      // nextTick runs after the current chain of promise jobs, so every send that the app
-      // makes in this turn (an async consumer loop included) joins the batch.
-      process.nextTick(uncork, this);
+    if (this.socket.destroyed) return;
+    if (this.pending === null) {
+      this.pending = [bytes];
+      scheduleFlush(this);
+    } else {
+      this.pending.push(bytes);
     }
-    socket.write(bytes);
+    this.pendingBytes += bytes.length;
   }
 
   /** A promise to wait on when the socket holds more than the high-water mark, else null. */
   backpressure(): Promise<void> | null {
-    return this.socket.writableLength > SEND_HIGH_WATER_MARK ? this.waitForDrain() : null;
+    return this.socket.writableLength + this.pendingBytes > SEND_HIGH_WATER_MARK ? this.waitForDrain() : null;
   }
 
-  uncork(): void {
-    this.corked = false;
-    this.socket.uncork();
+  /** Hands this turn's frames to the socket: one write, of a Buffer shared when possible. */
+  flush(): void {
+    const frames = this.pending;
+    if (frames === null) return;
+    this.pending = null;
+    const bytes = this.pendingBytes;
+    this.pendingBytes = 0;
+    if (this.socket.destroyed) return;
+    if (frames.length === 1) this.socket.write(frames[0]!);
+    else if (bytes <= MAX_JOINED_BYTES) this.socket.write(joined(frames, bytes));
+    else {
+      // Large runs: let the socket gather them in one writev() instead of copying them.
+      this.socket.cork();
+      for (const frame of frames) this.socket.write(frame);
+      this.socket.uncork();
+    }
   }
 
   /** Starts the closing handshake, bounded by closeTimeoutMs (§7.1.1: then we just close TCP). */
@@ -167,7 +182,7 @@ export class WebSocketTransport implements ConnectionHandler {
 
   /** §7.1.1: after the closing handshake (or a failure) the server closes TCP first. */
   onEndTransport(): void {
-    if (this.corked) this.uncork();
+    this.flush(); // the close frame and anything before it go out first
     endSocket(this.socket, this.options.closeTimeoutMs);
   }
 
@@ -219,11 +234,51 @@ export class WebSocketTransport implements ConnectionHandler {
   }
 }
 
+// Write coalescing, shared by all connections of the process.
+//
+// Transports with frames pending this turn wait in one list, flushed by a single nextTick. A
+// nextTick runs after the current chain of promise jobs, so everything an app sends in this turn
+// (an async consumer loop included) is collected first. A broadcast hands every subscriber the
+// same frame Buffers (the frame cache) in the same order, so consecutive transports usually hold
+// identical runs of frames: the run is joined into one Buffer once, and that same Buffer is
+// written to every socket, as a hand-written fan-out would do. Frames are compared by identity,
+// so the check costs one comparison per frame and can never mistake different bytes.
+const MAX_JOINED_BYTES = 64 * 1024;
+let dirty: WebSocketTransport[] = [];
+let lastRun: Buffer[] = [];
+let lastJoined: Buffer | null = null;
+
+function scheduleFlush(transport: WebSocketTransport): void {
+  if (dirty.length === 0) process.nextTick(flushWrites);
+  dirty.push(transport);
+}
+
+function flushWrites(): void {
+  const transports = dirty;
+  dirty = [];
+  for (const transport of transports) transport.flush();
+  lastRun = []; // the next turn brings new frames: drop the reference to this one's
+  lastJoined = null;
+}
+
+/** The frames of `run` as one Buffer, reusing the previous socket's if it is the same run. */
+function joined(run: Buffer[], bytes: number): Buffer {
+  if (lastJoined !== null && run.length === lastRun.length) {
+    let same = true;
+    for (let i = 0; i < run.length; i++) {
+      if (run[i] !== lastRun[i]) { same = false; break; }
+    }
+    if (same) return lastJoined;
+  }
+  lastRun = run;
+  lastJoined = Buffer.concat(run, bytes);
+  return lastJoined;
+}
+
 // Shared listeners and timer callbacks: `this` is the socket, which carries its transport.
 function socketOnData(this: TransportSocket, chunk: Buffer): void { this[kTransport].receive(chunk); }
 function socketOnEnd(this: TransportSocket): void { this[kTransport].peerEnded(); }
 function socketOnLost(this: TransportSocket): void { this[kTransport].lost(); }
 function socketOnDrain(this: TransportSocket): void { this[kTransport].settleDrain(null); }
-function uncork(transport: WebSocketTransport): void { transport.uncork(); }
 function heartbeatTick(transport: WebSocketTransport): void { transport.heartbeatTick(); }
 function transportLost(transport: WebSocketTransport): void { transport.lost(); }
