@@ -8,7 +8,8 @@
 //   │ /proc snapshots, verdicts│◀──────── counts by postMessage ──────────  └──────────────────────┘
 //   └──────────────────────────┘
 //
-// Two modes:
+// Two modes (`--mode both`, the default, runs a ramp, then a fixed run at half the ramp's best
+// rate on a fresh server: see main.ts):
 //   fixed  one offered rate (messages per second, over all publishers) for --duration seconds;
 //   ramp   steps of --step seconds, the rate ×1.5 each step, until a step is not delivered
 //          completely (ratio < 0.999), its p99 latency passes --max-p99, the server closes a
@@ -39,9 +40,11 @@ export interface FanoutOptions {
   pubs: number;
   /** Size of a published JSON text, in bytes. */
   size: number;
-  mode: 'fixed' | 'ramp' | 'both';
-  /** Fixed mode's rate in messages/s; null picks one (half the ramp's best, or ~20,000 deliveries/s). */
+  mode: 'fixed' | 'ramp';
+  /** Fixed mode's rate in messages/s; null picks about 20,000 deliveries/s. */
   rate: number | null;
+  /** Number of the first step (so a fixed run that follows a ramp continues its numbering). */
+  firstStep: number;
   durationS: number;
   /** Ramp: first rate (null: ~5,000 deliveries/s), factor per step, step length, and limits. */
   rampStart: number | null;
@@ -98,8 +101,6 @@ export interface FanoutResult {
   /** Ramp: the highest step that passed, and the first that failed. */
   ramp: { best: StepResult | null; first_failure: StepResult | null; ended_because: string } | null;
   fixed: StepResult | null;
-  /** Why the fixed-rate run of --mode both did not happen, if it did not. */
-  fixed_skipped: string | null;
   out_of_order: number;
   foreign_texts: number;
   close_codes: Record<string, number>;
@@ -175,7 +176,7 @@ export async function runFanout(o: FanoutOptions): Promise<FanoutResult> {
   const result: FanoutResult = {
     subs: o.subs, pubs: o.pubs, size: o.size, threads, run_id: runId,
     connect: { subscribers: emptyOpen(), publishers: emptyOpen() },
-    recipients: 0, steps: [], ramp: null, fixed: null, fixed_skipped: null,
+    recipients: 0, steps: [], ramp: null, fixed: null,
     out_of_order: 0, foreign_texts: 0, close_codes: {}, error: null,
   };
 
@@ -222,9 +223,9 @@ export async function runFanout(o: FanoutOptions): Promise<FanoutResult> {
     await sleep(500); // let the handshakes' garbage and the server's accept backlog settle
 
     const bench = new StepRunner(o, workers, mainCounter, publishers, runId, result.recipients);
-    let stepNo = 1;
+    let stepNo = o.firstStep;
 
-    if (o.mode !== 'fixed') {
+    if (o.mode === 'ramp') {
       let rate = o.rampStart ?? Math.max(1, round(5000 / result.recipients, 1));
       let best: StepResult | null = null;
       let firstFailure: StepResult | null = null;
@@ -252,16 +253,8 @@ export async function runFanout(o: FanoutOptions): Promise<FanoutResult> {
         rate = round(rate * o.rampFactor, 1);
       }
       result.ramp = { best, first_failure: firstFailure, ended_because: endedBecause };
-      if (o.mode === 'both' && firstFailure && firstFailure.connections_dropped > 0) {
-        result.fixed_skipped = 'the server closed connections during the ramp, so the fixed-rate run would not measure the same setup';
-        o.log(`fan-out: skipping the fixed-rate run: ${result.fixed_skipped}`);
-      } else if (o.mode === 'both') {
-        await sleep(1000); // let the failed step's backlog clear before measuring latency
-      }
-    }
-    if (o.mode !== 'ramp' && result.fixed_skipped === null) {
-      const rampBest = result.ramp?.best?.offered_msgs_per_s;
-      const rate = o.rate ?? (rampBest ? Math.max(1, round(rampBest / 2, 1)) : Math.max(1, round(20000 / result.recipients, 1)));
+    } else {
+      const rate = o.rate ?? Math.max(1, round(20000 / result.recipients, 1));
       const step = await bench.run(stepNo++, 'fixed', rate, o.durationS);
       result.steps.push(step);
       result.fixed = step;

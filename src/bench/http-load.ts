@@ -38,6 +38,12 @@ export interface HttpResult {
 }
 
 const END_OF_HEAD = Buffer.from('\r\n\r\n');
+/**
+ * Every connection reads into this one buffer (net.connect's `onread`): no allocation and no
+ * stream machinery per read, as in client.ts. Only a response head split between reads is kept
+ * past the read, and that is copied.
+ */
+const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 
 /** One keep-alive connection: request, read the response, repeat while `running()`. */
 class KeepAliveClient {
@@ -54,9 +60,11 @@ class KeepAliveClient {
     private readonly running: () => boolean,
     private readonly onEnd: () => void,
   ) {
-    this.socket = net.connect({ host: target.host, port: target.port, noDelay: true });
+    this.socket = net.connect({
+      host: target.host, port: target.port, noDelay: true,
+      onread: { buffer: READ_BUFFER, callback: (n) => { this.onData(READ_BUFFER.subarray(0, n)); return true; } },
+    });
     this.socket.on('connect', () => this.send());
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('error', (error: NodeJS.ErrnoException) => this.count(this.stats.errors, error.code ?? error.message));
     this.socket.on('close', () => {
       if (!this.closed && this.running()) {
@@ -91,7 +99,7 @@ class KeepAliveClient {
         const head = this.pending ? Buffer.concat([this.pending, data]) : data;
         const end = head.indexOf(END_OF_HEAD);
         if (end < 0) {
-          this.pending = head;
+          this.pending = Buffer.from(head); // a copy: `head` may be READ_BUFFER
           return;
         }
         this.pending = null;

@@ -333,13 +333,22 @@ export function encodeMaskedFrame(opcode: number, payload: Uint8Array, fin = tru
   const size = headerSize(payload.length);
   const frame = Buffer.allocUnsafe(size + 4 + payload.length);
   writeHeader(frame, opcode, fin, payload.length, true);
+  if (maskKeyOffset === MASK_KEY_POOL.length) {
+    randomFillSync(MASK_KEY_POOL); // one call to the CSPRNG per 2048 keys, not one per frame
+    maskKeyOffset = 0;
+  }
   const key = frame.subarray(size, size + 4);
-  randomFillSync(key);
+  MASK_KEY_POOL.copy(key, 0, maskKeyOffset, maskKeyOffset + 4);
+  maskKeyOffset += 4;
   const body = frame.subarray(size + 4);
   body.set(payload);
   unmask(body, key); // masking and unmasking are the same XOR
   return frame;
 }
+
+/** Random bytes for masking keys, drawn from the CSPRNG in bulk; every key is used once. */
+const MASK_KEY_POOL = Buffer.allocUnsafe(8192);
+let maskKeyOffset = MASK_KEY_POOL.length;
 
 /** The payload of a Close frame (§5.5.1): a 2-byte code then a UTF-8 reason, or nothing. */
 export function encodeClosePayload(code: number | null, reason = ''): Buffer {
