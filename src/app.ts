@@ -6,7 +6,9 @@ import { lifespan } from './lifespan.js';
 import { log } from './server/logger.js';
 import { websocket } from './websocket.js';
 
-export const application: Application = async (scope, receive, send) => {
+// Not an `async` function: it only picks a handler and returns that handler's promise, and an
+// async wrapper would add a promise of its own to every connection for as long as it lasts.
+export const application: Application = (scope, receive, send) => {
   switch (scope.type) {
     case 'lifespan':
       return lifespan(scope, receive, send);
@@ -16,6 +18,7 @@ export const application: Application = async (scope, receive, send) => {
       return websocket(scope, receive, send);
     default:
       log.warning(`Ignoring a scope of unknown type ${JSON.stringify((scope as { type: unknown }).type)}`);
+      return Promise.resolve();
   }
 };
 

@@ -282,7 +282,7 @@ export class Hub {
       // Node delivers IPC messages in nextTick callbacks, so a batch read together with the
       // history would be handled before an await's continuation and missed by this queue.
       this.pendingSubscriptions.set(this.nextRequest, (history) => {
-        for (const text of history) queue.push(text, Buffer.byteLength(text));
+        queue.pushAll(history, history.map((text) => Buffer.byteLength(text)));
         if (this.detached) queue.close();
         else this.live.add(queue);
         resolve({ queue, close });
@@ -296,13 +296,11 @@ export class Hub {
     switch (message.t) {
       case 'chat:batch': {
         const texts = message.m;
-        for (let i = 0; i < texts.length; i++) {
-          const text = texts[i]!;
-          const size = Buffer.byteLength(text); // once per message, not per subscriber
-          // The same string object goes into every queue: the server encodes its WebSocket frame
-          // once (server/frame-cache.ts) and writes that one Buffer to every socket.
-          for (const queue of this.live) queue.push(text, size);
-        }
+        const sizes = texts.map((text) => Buffer.byteLength(text)); // once per message, not per subscriber
+        // The same string objects go into every queue: the server encodes each WebSocket frame
+        // once (server/frame-cache.ts) and writes the same bytes to every socket. Each queue gets
+        // the whole batch before its consumer runs, so the batch leaves in one socket write.
+        for (const queue of this.live) queue.pushAll(texts, sizes);
         return;
       }
       case 'chat:history': {

@@ -1,18 +1,23 @@
 // One subscriber's queue of chat messages waiting to be sent: bounded in messages and bytes.
 //
 // Replaces the Python design's `manager.Queue()` per subscriber, which was unbounded and which the
-// consumer polled with `asyncio.to_thread(queue.get, timeout=3)`. Here a push wakes the waiting
-// consumer at once (an event, no polling), and a subscriber that falls too far behind overflows:
-// its queue is dropped and the owner closes the connection ("slow consumer"), so one slow reader
-// can neither grow memory without bound nor hold up anyone else.
+// consumer polled with `asyncio.to_thread(queue.get, timeout=3)`. Here nothing polls and nothing
+// waits: a push into an idle queue calls `onReady`, which starts the consumer; the consumer takes
+// everything queued at once and runs until the queue is empty again, then stops. So an idle
+// subscriber costs no pending promise or suspended coroutine, only this object. A subscriber that
+// falls too far behind overflows: its queue is dropped and the owner closes the connection
+// ("slow consumer"), so one slow reader can neither grow memory without bound nor hold up anyone.
 
 export class SubscriberQueue {
   private items: string[] = [];
   private bytes = 0;
   private closed = false;
-  private wake: ((items: string[] | null) => void) | null = null;
+  /** No consumer is running: the next push must start one (through onReady). */
+  private idle = true;
   private readonly maxMessages: number;
   private readonly maxBytes: number;
+  /** Called when a push finds the queue idle: start the consumer. */
+  onReady: (() => void) | null = null;
   /** Called once, when a push would go over a bound. The queue is closed by then. */
   onOverflow: (() => void) | null = null;
 
@@ -23,46 +28,53 @@ export class SubscriberQueue {
 
   /** Adds a message (`size`: its UTF-8 length, computed once per broadcast by the caller). */
   push(text: string, size: number): void {
-    if (this.closed) return;
-    if (this.wake) {
-      // The consumer is waiting on an empty queue: hand the message over directly.
-      const wake = this.wake;
-      this.wake = null;
-      wake([text]);
-      return;
-    }
+    if (this.add(text, size)) this.ready();
+  }
+
+  /** Adds a batch, then starts the consumer once: it takes the whole batch in one go. */
+  pushAll(texts: string[], sizes: number[]): void {
+    for (let i = 0; i < texts.length; i++) if (!this.add(texts[i]!, sizes[i]!)) return;
+    this.ready();
+  }
+
+  /** Queues one message; false once the queue is closed (or has just overflowed). */
+  private add(text: string, size: number): boolean {
+    if (this.closed) return false;
     if (this.items.length + 1 > this.maxMessages || this.bytes + size > this.maxBytes) {
       this.close();
       this.onOverflow?.();
-      return;
+      return false;
     }
     this.items.push(text);
     this.bytes += size;
+    return true;
+  }
+
+  private ready(): void {
+    if (!this.idle) return;
+    this.idle = false;
+    this.onReady?.();
   }
 
   /**
-   * Everything queued, at once (the consumer writes it in one batch), waiting if there is
-   * nothing yet; null once the queue is closed. One promise per batch, not per message.
+   * Everything queued, at once (the consumer writes it as one batch), or null when there is
+   * nothing (the queue is then idle: the next push calls onReady) or the queue is closed.
    */
-  take(): Promise<string[] | null> {
-    if (this.items.length > 0) {
-      const items = this.items;
-      this.items = [];
-      this.bytes = 0;
-      return Promise.resolve(items);
+  takeAll(): string[] | null {
+    if (this.items.length === 0) {
+      this.idle = true;
+      return null;
     }
-    if (this.closed) return Promise.resolve(null);
-    return new Promise((resolve) => { this.wake = resolve; });
+    const items = this.items;
+    this.items = [];
+    this.bytes = 0;
+    return items;
   }
 
   close(): void {
-    if (this.closed) return;
     this.closed = true;
     this.items = [];
     this.bytes = 0;
-    const wake = this.wake;
-    this.wake = null;
-    wake?.(null);
   }
 
   get length(): number {

@@ -1,10 +1,9 @@
 // The chat's WebSocket handler: one per connection to /chat. It subscribes to the broadcast hub,
-// accepts, greets, and then runs two loops side by side, as the Python original did with two
-// tasks:
-//   - the consumer takes what the hub queued for this subscriber (history first, then live
-//     messages) and sends it;
+// accepts, greets, and then does two jobs side by side, as the Python original did with two tasks:
+//   - the consumer sends what the hub queued for this subscriber (history first, then live
+//     messages); it runs when there is something queued, not as a loop waiting on the queue;
 //   - the receiver reads the client's messages, validates them and publishes the valid ones.
-// On disconnect both stop and the subscription is closed: nothing is left behind.
+// On disconnect the subscription is closed and the consumer stops: nothing is left behind.
 import { CloseCode } from './server/close-codes.js';
 import type { ChatConfig } from './config.js';
 import type { ChatState } from './lifespan.js';
@@ -44,7 +43,10 @@ async function chat(pathOk: boolean, hub: Hub, config: ChatConfig, client: strin
     subscription.close();
     return;
   }
-  const consumer = consume(subscription, send);
+  // The consumer runs whenever the hub queues something for this subscriber (and now, for the
+  // history): see subscriber-queue.ts. Meanwhile this function reads what the client sends.
+  subscription.queue.onReady = () => void sendQueued(subscription, send);
+  void sendQueued(subscription, send);
   try {
     for (;;) {
       await hub.ready(); // holds reading while the broadcast IPC is backlogged (see broadcast.ts)
@@ -62,18 +64,15 @@ async function chat(pathOk: boolean, hub: Hub, config: ChatConfig, client: strin
   } catch {
     // send rejected: the connection is gone; the finally below cleans up.
   } finally {
-    subscription.close();
-    await consumer;
+    subscription.close(); // unsubscribes; a consumer still running finds the queue closed and stops
   }
 }
 
-/** Sends what the hub queues for this subscriber until the subscription or the socket closes. */
-async function consume(subscription: Subscription, send: Send): Promise<void> {
+/** The consumer: sends what is queued for this subscriber until the queue is empty, then stops. */
+async function sendQueued(subscription: Subscription, send: Send): Promise<void> {
   try {
-    for (;;) {
-      // All that is queued, at once: the server corks these sends into one socket write.
-      const texts = await subscription.queue.take();
-      if (texts === null) return;
+    for (let texts = subscription.queue.takeAll(); texts !== null; texts = subscription.queue.takeAll()) {
+      // All that is queued, at once: the server writes these frames to the socket as one write.
       for (const text of texts) await send({ type: 'websocket.send', text });
     }
   } catch {

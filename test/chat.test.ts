@@ -114,7 +114,7 @@ describe('readChatConfig', () => {
 // ---- unit: SubscriberQueue ----------------------------------------------------------------------
 
 describe('SubscriberQueue', () => {
-  test('overflow by count calls onOverflow once and closes the queue', async () => {
+  test('overflow by count calls onOverflow once and closes the queue', () => {
     const queue = new SubscriberQueue(3, 1_000_000);
     let overflows = 0;
     queue.onOverflow = () => { overflows++; };
@@ -127,10 +127,10 @@ describe('SubscriberQueue', () => {
     queue.push('e', 1);
     queue.push('f', 1);
     assert.equal(overflows, 1, 'onOverflow is called once');
-    assert.equal(await queue.take(), null, 'a closed queue yields null');
+    assert.equal(queue.takeAll(), null, 'a closed queue yields null');
   });
 
-  test('overflow by bytes calls onOverflow once and closes the queue', async () => {
+  test('overflow by bytes calls onOverflow once and closes the queue', () => {
     const queue = new SubscriberQueue(1000, 10);
     let overflows = 0;
     queue.onOverflow = () => { overflows++; };
@@ -141,10 +141,10 @@ describe('SubscriberQueue', () => {
     assert.equal(overflows, 1);
     queue.push('l', 1);
     assert.equal(overflows, 1);
-    assert.equal(await queue.take(), null);
+    assert.equal(queue.takeAll(), null);
   });
 
-  test('take() returns everything queued, at once, and frees the bounds', async () => {
+  test('takeAll() returns everything queued, at once, and frees the bounds', () => {
     const queue = new SubscriberQueue(3, 1000);
     let overflows = 0;
     queue.onOverflow = () => { overflows++; };
@@ -152,39 +152,46 @@ describe('SubscriberQueue', () => {
     queue.push('b', 1);
     queue.push('c', 1);
     assert.equal(queue.length, 3);
-    assert.deepEqual(await queue.take(), ['a', 'b', 'c']);
+    assert.deepEqual(queue.takeAll(), ['a', 'b', 'c']);
     assert.equal(queue.length, 0);
     queue.push('d', 1);
     queue.push('e', 1);
     queue.push('f', 1);
     assert.equal(overflows, 0, 'the bound counts what is queued now, not what was ever queued');
-    assert.deepEqual(await queue.take(), ['d', 'e', 'f']);
+    assert.deepEqual(queue.takeAll(), ['d', 'e', 'f']);
   });
 
-  test('a push wakes a waiting take()', async () => {
+  test('a push into an idle queue calls onReady; pushes while a consumer runs do not', () => {
     const queue = new SubscriberQueue(10, 1000);
-    let settled = false;
-    const taken = queue.take().then((items) => { settled = true; return items; });
-    await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(settled, false, 'take() waits while the queue is empty');
+    let ready = 0;
+    queue.onReady = () => { ready++; };
     queue.push('x', 1);
-    assert.deepEqual(await taken, ['x']);
+    assert.equal(ready, 1, 'the first push starts a consumer');
     queue.push('y', 1);
+    assert.equal(ready, 1, 'the consumer is still running: no second start');
+    assert.deepEqual(queue.takeAll(), ['x', 'y']);
     queue.push('z', 1);
-    assert.deepEqual(await queue.take(), ['y', 'z'], 'later pushes queue up for the next take()');
+    assert.equal(ready, 1, 'until the consumer finds the queue empty, it is still running');
+    assert.deepEqual(queue.takeAll(), ['z']);
+    assert.equal(queue.takeAll(), null, 'empty: the consumer stops and the queue is idle');
+    queue.push('w', 1);
+    assert.equal(ready, 2, 'the next push starts a consumer again');
   });
 
-  test('close() resolves a waiting take() with null; pushes after close are ignored', async () => {
+  test('close() empties the queue; pushes after close are ignored', () => {
     const queue = new SubscriberQueue(10, 1000);
     let overflows = 0;
+    let ready = 0;
     queue.onOverflow = () => { overflows++; };
-    const taken = queue.take();
+    queue.onReady = () => { ready++; };
+    queue.push('a', 1);
     queue.close();
-    assert.equal(await taken, null);
+    assert.equal(queue.takeAll(), null);
     for (let i = 0; i < 20; i++) queue.push('x', 100);
     assert.equal(overflows, 0);
+    assert.equal(ready, 1);
     assert.equal(queue.length, 0);
-    assert.equal(await queue.take(), null);
+    assert.equal(queue.takeAll(), null);
   });
 });
 

@@ -132,7 +132,10 @@ export class WebSocketTransport implements ConnectionHandler {
     this.pendingBytes += bytes.length;
   }
 
-  /** A promise to wait on when the socket holds more than the high-water mark, else null. */
+  /**
+   * A promise to wait on when more than the high-water mark is waiting to be sent (pending
+   * here or queued in the socket), else null. It settles in flush() or on the socket's 'drain'.
+   */
   backpressure(): Promise<void> | null {
     return this.socket.writableLength + this.pendingBytes > SEND_HIGH_WATER_MARK ? this.waitForDrain() : null;
   }
@@ -153,6 +156,9 @@ export class WebSocketTransport implements ConnectionHandler {
       for (const frame of frames) this.socket.write(frame);
       this.socket.uncork();
     }
+    // A send waiting on bytes that were only pending here: if the socket took them (a write
+    // that completes at once emits no 'drain'), it may go on now; otherwise 'drain' will come.
+    if (this.drained !== null && this.socket.writableLength <= SEND_HIGH_WATER_MARK) this.settleDrain(null);
   }
 
   /** Starts the closing handshake, bounded by closeTimeoutMs (§7.1.1: then we just close TCP). */
