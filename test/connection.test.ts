@@ -10,18 +10,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConnectionState, WebSocketConnection, truncateReason, type ConnectionOptions } from '../src/server/connection.js';
 import { FrameParser, Opcode, encodeClosePayload, encodeFrame, encodeMaskedFrame, encodeTextFrame, type Frame } from '../src/server/frames.js';
+import { hex, pattern } from './helpers/bytes.js';
 
-function hex(text: string): Buffer {
-  const clean = text.replace(/\s+/g, '');
-  assert.match(clean, /^([0-9a-fA-F]{2})*$/, `bad hex fixture: ${text}`);
-  return Buffer.from(clean, 'hex');
-}
 
-function pattern(n: number): Buffer {
-  const out = Buffer.alloc(n);
-  for (let i = 0; i < n; i++) out[i] = i & 0xff;
-  return out;
-}
 
 // Client frames (masked, as a browser sends them).
 const bytesOf = (payload: string | Buffer): Buffer => (typeof payload === 'string' ? Buffer.from(payload) : payload);

@@ -9,20 +9,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FrameParser, Opcode, encodeClosePayload, encodeFrame, encodeMaskedFrame, encodeTextFrame, unmask, type Frame } from '../src/server/frames.js';
 import { ProtocolError, type ErrorCode } from '../src/server/errors.js';
+import { hex, pattern } from './helpers/bytes.js';
 
 /** `hex('81 05 48656c6c6f')`: whitespace is ignored. */
-function hex(text: string): Buffer {
-  const clean = text.replace(/\s+/g, '');
-  assert.match(clean, /^([0-9a-fA-F]{2})*$/, `bad hex fixture: ${text}`);
-  return Buffer.from(clean, 'hex');
-}
 
-/** A recognisable payload of `n` bytes (0, 1, 2, ... 255, 0, ...). */
-function pattern(n: number): Buffer {
-  const out = Buffer.alloc(n);
-  for (let i = 0; i < n; i++) out[i] = i & 0xff;
-  return out;
-}
 
 interface Parsed { fin: boolean; opcode: number; payload: string }
 

@@ -25,7 +25,7 @@ export interface LifespanScope {
 }
 
 /** Fields shared by HTTP and WebSocket scopes (ASGI "HTTP & WebSocket" spec, connection scope). */
-interface ConnectionScope {
+export interface ConnectionScope {
   asgi: { version: '3.0'; spec_version: '2.3' };
   http_version: '1.0' | '1.1';
   /** Percent-decoded UTF-8 path. */

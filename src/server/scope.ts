@@ -1,18 +1,10 @@
 // Builds the connection scope shared by `http` and `websocket` scopes (ASGI "HTTP & WebSocket"
 // spec, "HTTP Connection Scope") from a request that node:http parsed.
 import type { IncomingMessage } from 'node:http';
-import type { Address, Headers, State } from './asgi-types.js';
+import type { ConnectionScope, Headers, State } from './asgi-types.js';
 
-export interface ScopeBase {
-  path: string;
-  raw_path: string;
-  query_string: string;
-  root_path: string;
-  headers: Headers;
-  client: Address;
-  server: Address;
-  state: State;
-}
+/** The connection-scope fields that come from the request (the caller adds type, asgi, version). */
+export type ScopeBase = Omit<ConnectionScope, 'asgi' | 'http_version'>;
 
 export function connectionScope(request: IncomingMessage, rootPath: string, state: State): ScopeBase {
   const target = request.url ?? '/';

@@ -23,9 +23,10 @@ import { EXIT_SERVER_ERROR, announce, type ListeningMessage } from './server.js'
  * V8's young generation (two "semi-spaces") grows up to 16 MiB each while many long-lived objects
  * are allocated quickly, as when thousands of clients connect at once, and RSS keeps that size
  * afterwards. With 10,000 idle chat connections on 4 workers it was over a third of the memory
- * "per connection": 12.8 KiB, 7.1 KiB with a 1 MiB cap. Neither fan-out nor HTTP throughput moved
- * measurably with the cap (npm run bench), so workers get it, unless the operator chose a size
- * (a node flag or NODE_OPTIONS). A single process cannot change it once started: see README.
+ * "per connection": 12.8 KiB, 7.1 KiB with a 1 MiB cap. The price is more frequent scavenges:
+ * the highest fan-out rate and HTTP throughput did not move measurably, but at a moderate fan-out
+ * rate CPU per delivery rose by about a tenth. Workers get the cap unless the operator chose a
+ * size (a node flag or NODE_OPTIONS). A single process cannot change it once started: see README.
  */
 const WORKER_SEMI_SPACE_FLAG = '--max-semi-space-size';
 const WORKER_SEMI_SPACE_MIB = 1;
