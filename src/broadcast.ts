@@ -46,9 +46,9 @@ type ToPrimary =
   | { t: 'chat:pub'; m: string[] }
   | { t: 'chat:sub'; r: number }
   | { t: 'chat:unsub'; n: number };
-/** Primary → worker. A batch holds consecutive ids, from `first`. */
+/** Primary → worker. A batch holds the texts of consecutive ids, in order. */
 type ToWorker =
-  | { t: 'chat:batch'; first: number; m: string[] }
+  | { t: 'chat:batch'; m: string[] }
   | { t: 'chat:history'; r: number; m: string[] }
   | { t: 'chat:flow'; paused: boolean };
 
@@ -79,7 +79,6 @@ export class BroadcastLoop {
    */
   private nextId = Date.now() * 1000;
   private batch: string[] = [];
-  private batchFirst = 0;
   private flushScheduled = false;
   private paused = false;
 
@@ -120,7 +119,6 @@ export class BroadcastLoop {
     // fields it owns. No parsing here, and a client cannot forge id, ts or extra fields.
     const text = `{"id":${id},"ts":${Date.now()},${tail}`;
     if (this.history.push(text) > this.historySize) this.history.shift();
-    if (this.batch.length === 0) this.batchFirst = id;
     this.batch.push(text);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -132,7 +130,7 @@ export class BroadcastLoop {
   private flush(): void {
     this.flushScheduled = false;
     if (this.batch.length === 0) return;
-    const message: ToWorker = { t: 'chat:batch', first: this.batchFirst, m: this.batch };
+    const message: ToWorker = { t: 'chat:batch', m: this.batch };
     this.batch = [];
     for (const outlet of this.outlets) if (outlet.subscribers > 0) this.send(outlet, message);
   }

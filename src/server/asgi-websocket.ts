@@ -20,7 +20,7 @@ import type {
 } from './asgi-types.js';
 import { CloseCode, isValidWireCloseCode } from './close-codes.js';
 import { FrameCache } from './frame-cache.js';
-import { acceptResponse, checkHandshake, checkHeaders, plainResponse, plainResponseHead } from './handshake.js';
+import { acceptResponse, checkHandshake, checkHeaders, isToken, plainResponse, plainResponseHead } from './handshake.js';
 import { describeError, log } from './logger.js';
 import { connectionScope } from './scope.js';
 import { endSocket } from './sockets.js';
@@ -52,7 +52,7 @@ export function handleWebSocketUpgrade(
   const handshake = checkHandshake(request);
   if (!handshake.ok) {
     log.info(`${describeClient(request)} - "WebSocket ${request.url}" ${handshake.status} (${handshake.message})`);
-    socket.end(plainResponse(handshake.status, handshake.message, handshake.headers));
+    endSocket(socket, settings.closeTimeoutMs, plainResponse(handshake.status, handshake.message, handshake.headers));
     return;
   }
   const scope: WebSocketScope = {
@@ -192,7 +192,7 @@ export class WebSocketSession implements TransportEvents {
 
   private accept(subprotocol: string | null, headers: Headers): null {
     checkHeaders(headers, "'websocket.accept'");
-    if (subprotocol !== null && (typeof subprotocol !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(subprotocol))) {
+    if (subprotocol !== null && !isToken(subprotocol)) {
       throw new TypeError(`'websocket.accept' subprotocol ${JSON.stringify(subprotocol)} is not a valid token`);
     }
     this.phase = Phase.ACCEPTED;
@@ -205,8 +205,7 @@ export class WebSocketSession implements TransportEvents {
   private refuse(status: number): void {
     this.phase = Phase.DONE;
     log.info(`${this.client} - "WebSocket ${this.url}" ${status}`);
-    this.socket.write(plainResponse(status, status === 403 ? 'Forbidden' : 'Internal Server Error'));
-    endSocket(this.socket, this.settings.closeTimeoutMs);
+    endSocket(this.socket, this.settings.closeTimeoutMs, plainResponse(status, status === 403 ? 'Forbidden' : 'Internal Server Error'));
     this.disconnected(CloseCode.ABNORMAL_CLOSURE, '');
   }
 

@@ -87,8 +87,12 @@ function offeredSubprotocols(rawHeaders: string[]): string[] {
   return offered;
 }
 
-/** RFC 9110 §5.1 token characters, for header names the application supplies. */
+/** RFC 9110 §5.6.2 token characters, for header names and subprotocols the application supplies. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+export function isToken(value: unknown): boolean {
+  return typeof value === 'string' && TOKEN.test(value);
+}
 /** No CR, LF or NUL in a header value: they would let a value inject headers (response splitting). */
 const SAFE_VALUE = /^[^\r\n\0]*$/;
 

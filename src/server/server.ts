@@ -61,7 +61,7 @@ export async function serve(app: Application, options: ServerOptions): Promise<v
 
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
     if (shuttingDown) {
-      socket.end(plainResponse(503, 'the server is shutting down'));
+      endSocket(socket, CLOSE_TIMEOUT_MS, plainResponse(503, 'the server is shutting down'));
       return;
     }
     if (hasToken(headerText(request, 'upgrade'), 'websocket')) {
@@ -81,7 +81,7 @@ export async function serve(app: Application, options: ServerOptions): Promise<v
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return socket.destroy();
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    socket.end(plainResponse(status, status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'));
+    endSocket(socket, CLOSE_TIMEOUT_MS, plainResponse(status, status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'));
   });
 
   let shuttingDown = false;
