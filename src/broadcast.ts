@@ -280,7 +280,7 @@ export class Hub {
       // Node delivers IPC messages in nextTick callbacks, so a batch read together with the
       // history would be handled before an await's continuation and missed by this queue.
       this.pendingSubscriptions.set(this.nextRequest, (history) => {
-        queue.pushAll(history, history.map((text) => Buffer.byteLength(text)));
+        queue.seed(history);
         if (this.detached) queue.close();
         else this.live.add(queue);
         resolve({ queue, close });

@@ -37,6 +37,16 @@ export class SubscriberQueue {
     this.ready();
   }
 
+  /**
+   * Puts the history in a new queue, outside the bounds: the history has bounds of its own
+   * (CHAT_HISTORY_SIZE messages, each within the message limits), and a newcomer must never be
+   * refused because the room's recent messages happen to be large.
+   */
+  seed(texts: string[]): void {
+    for (const text of texts) this.items.push(text);
+    this.ready();
+  }
+
   /** Queues one message; false once the queue is closed (or has just overflowed). */
   private add(text: string, size: number): boolean {
     if (this.closed) return false;

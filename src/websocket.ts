@@ -12,6 +12,8 @@ import type { Hub, Subscription } from './broadcast.js';
 import { log } from './server/logger.js';
 
 const GREETING = JSON.stringify({ sender: 'server', message: 'You are connected' });
+/** Messages one client may publish in one turn of the event loop (see the receive loop). */
+const PUBLISH_BURST = 16;
 
 export function websocket(scope: WebSocketScope, receive: Receive, send: Send): Promise<void> {
   // Take what the connection needs from the scope and let the scope go: a suspended async
@@ -48,8 +50,12 @@ async function chat(pathOk: boolean, hub: Hub, config: ChatConfig, client: strin
   subscription.queue.onReady = () => void sendQueued(subscription, send);
   void sendQueued(subscription, send);
   try {
-    for (;;) {
+    for (let received = 1; ; received++) {
       await hub.ready(); // holds reading while the broadcast IPC is backlogged (see broadcast.ts)
+      // Fairness: all the frames of one TCP read arrive in one turn of the event loop. Letting
+      // the loop turn every few messages keeps one client's burst from becoming one giant
+      // broadcast batch (which would overflow every subscriber's queue at once).
+      if (received % PUBLISH_BURST === 0) await new Promise(setImmediate);
       const event = await receive();
       if (event.type === 'websocket.disconnect') break;
       if (event.type !== 'websocket.receive') continue;
@@ -98,19 +104,32 @@ export function checkChatMessage(text: string, config: ChatConfig): { tail: stri
   if (typeof message !== 'string') return { error: '"message" must be a string' };
   if (sender.trim() === '') return { error: '"sender" must not be empty' };
   if (message.trim() === '') return { error: '"message" must not be empty' };
-  if (characters(sender) > config.maxSenderLength) return { error: `"sender" is longer than ${config.maxSenderLength} characters` };
-  if (characters(message) > config.maxMessageLength) return { error: `"message" is longer than ${config.maxMessageLength} characters` };
+  const senderLength = characters(sender);
+  const messageLength = characters(message);
+  if (senderLength === null || messageLength === null) return { error: 'text must be well-formed Unicode (no lone surrogates)' };
+  if (senderLength > config.maxSenderLength) return { error: `"sender" is longer than ${config.maxSenderLength} characters` };
+  if (messageLength > config.maxMessageLength) return { error: `"message" is longer than ${config.maxMessageLength} characters` };
   if (sender.trim().toLowerCase() === 'server') return { error: '"sender" cannot be "server"' };
   return { tail: `"sender":${JSON.stringify(sender)},"message":${JSON.stringify(message)}}` };
 }
 
-/** Length in Unicode code points, so an emoji counts as one character, as a person would count. */
-function characters(text: string): number {
-  if (text.length <= 1) return text.length;
+/**
+ * Length in Unicode code points, so an emoji counts as one character, as a person would count;
+ * null when the text holds a lone surrogate. JSON can carry one ("\ud800"), and it would otherwise
+ * slip past the length limit (counted as nothing) and past every UTF-8 consumer downstream.
+ */
+function characters(text: string): number | null {
   let count = 0;
   for (let i = 0; i < text.length; i++) {
     const unit = text.charCodeAt(i);
-    if (unit < 0xd800 || unit > 0xdbff) count++; // high surrogates start a pair: count the pair once
+    if (unit >= 0xd800 && unit <= 0xdbff) {
+      const next = text.charCodeAt(i + 1); // NaN past the end
+      if (!(next >= 0xdc00 && next <= 0xdfff)) return null;
+      i++; // a high and a low surrogate: one code point
+    } else if (unit >= 0xdc00 && unit <= 0xdfff) {
+      return null; // a low surrogate with no high one before it
+    }
+    count++;
   }
   return count;
 }

@@ -82,6 +82,8 @@ class HttpCycle {
 
   readonly receive = async (): Promise<ReceiveEvent> => {
     for (;;) {
+      // The client left (or the response is complete): say so first, not a body no one will answer.
+      if (this.disconnected) return DISCONNECT;
       const chunk = this.chunks.shift();
       if (chunk !== undefined) {
         this.bufferedBytes -= chunk.length;
@@ -95,7 +97,6 @@ class HttpCycle {
         return { type: 'http.request', body: EMPTY, more_body: false };
       }
       // ASGI: after the body, `receive` waits until the response is sent or the client leaves.
-      if (this.disconnected) return DISCONNECT;
       await new Promise<void>((resolve) => { this.waiting = resolve; });
     }
   };

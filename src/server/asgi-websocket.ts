@@ -30,9 +30,15 @@ export interface WebSocketSettings extends TransportOptions {
   rootPath: string;
 }
 
-/** Received messages queued for an app that is not calling `receive`: stop reading above this. */
-const INBOX_PAUSE_AT = 64;
-const INBOX_RESUME_AT = 16;
+/**
+ * Received messages queued for an app that is not calling `receive`: stop reading above either
+ * bound (count or bytes: 64 messages of the largest size would be 64 × --ws-max-size), and go on
+ * once the app has taken most of them.
+ */
+const INBOX_PAUSE_MESSAGES = 64;
+const INBOX_PAUSE_BYTES = 1024 * 1024;
+const INBOX_RESUME_MESSAGES = 16;
+const INBOX_RESUME_BYTES = 256 * 1024;
 
 /** One frame cache per process: every connection broadcasting the same text shares its frame. */
 const frames = new FrameCache();
@@ -81,6 +87,8 @@ export class WebSocketSession implements TransportEvents {
   private readonly inbox: ReceiveEvent[] = [CONNECT];
   private waiting: ((event: ReceiveEvent) => void) | null = null;
   private disconnect: WebSocketDisconnectEvent | null = null;
+  /** Size of the messages in the inbox (characters of text count as bytes: a close bound). */
+  private inboxBytes = 0;
   private paused = false;
 
   constructor(client: string, url: string, socket: Socket, head: Buffer, key: string, settings: WebSocketSettings) {
@@ -96,9 +104,10 @@ export class WebSocketSession implements TransportEvents {
   readonly receive = (): Promise<ReceiveEvent> => {
     const event = this.inbox.shift();
     if (event !== undefined) {
-      if (this.paused && this.inbox.length <= INBOX_RESUME_AT) {
+      if (event.type === 'websocket.receive') this.inboxBytes -= messageSize(event);
+      if (this.paused && this.inbox.length <= INBOX_RESUME_MESSAGES && this.inboxBytes <= INBOX_RESUME_BYTES) {
         this.paused = false;
-        this.socket.resume();
+        this.transport.setAppBacklog(false);
       }
       return Promise.resolve(event);
     }
@@ -196,7 +205,7 @@ export class WebSocketSession implements TransportEvents {
       throw new TypeError(`'websocket.accept' subprotocol ${JSON.stringify(subprotocol)} is not a valid token`);
     }
     this.phase = Phase.ACCEPTED;
-    this.socket.write(acceptResponse(this.key, subprotocol, headers));
+    this.socket.write(Buffer.from(acceptResponse(this.key, subprotocol, headers), 'latin1'));
     this.transport.start();
     return null;
   }
@@ -215,7 +224,7 @@ export class WebSocketSession implements TransportEvents {
     checkHeaders(headers, "'websocket.http.response.start'");
     this.phase = Phase.RESPONDING;
     log.info(`${this.client} - "WebSocket ${this.url}" ${status}`);
-    this.socket.write(plainResponseHead(status, headers));
+    this.socket.write(Buffer.from(plainResponseHead(status, headers), 'latin1'));
     return null;
   }
 
@@ -248,11 +257,12 @@ export class WebSocketSession implements TransportEvents {
       return;
     }
     this.inbox.push(event);
+    if (event.type === 'websocket.receive') this.inboxBytes += messageSize(event);
     // Backpressure inward: an app that does not keep up makes us stop reading, and TCP pushes
     // back on the client, instead of the inbox growing without bound.
-    if (!this.paused && this.inbox.length >= INBOX_PAUSE_AT) {
+    if (!this.paused && (this.inbox.length >= INBOX_PAUSE_MESSAGES || this.inboxBytes >= INBOX_PAUSE_BYTES)) {
       this.paused = true;
-      this.socket.pause();
+      this.transport.setAppBacklog(true);
     }
   }
 
@@ -268,6 +278,10 @@ export class WebSocketSession implements TransportEvents {
       resolve(this.disconnect);
     }
   }
+}
+
+function messageSize(event: { text?: string | undefined; bytes?: Uint8Array | undefined }): number {
+  return event.text !== undefined ? event.text.length : event.bytes!.length;
 }
 
 /** uvicorn-style misuse error: names what the spec allows now and what came instead. */

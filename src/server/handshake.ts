@@ -93,8 +93,11 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 export function isToken(value: unknown): boolean {
   return typeof value === 'string' && TOKEN.test(value);
 }
-/** No CR, LF or NUL in a header value: they would let a value inject headers (response splitting). */
-const SAFE_VALUE = /^[^\r\n\0]*$/;
+/**
+ * Header values are latin1 on the wire (the contract), so nothing above U+00FF; and no CR, LF or
+ * NUL, which would let a value inject headers (response splitting).
+ */
+const SAFE_VALUE = /^[^\r\n\0\u0100-\uffff]*$/;
 
 /** Validates application-supplied headers, so that no app can split a response. Throws Error. */
 export function checkHeaders(headers: Headers, what: string): void {

@@ -53,6 +53,13 @@ export class WebSocketTransport implements ConnectionHandler {
   /** Did the peer send anything since our last ping? (any frame proves it is alive) */
   private heardSincePing = true;
   private closeTimer: NodeJS.Timeout | null = null;
+  // Reading is paused while the app has not taken what it was given (the owner says so), or while
+  // more than the high-water mark of our output waits to be sent: a peer that does not read what
+  // we write (a ping flood never reading its pongs, a subscriber not reading broadcasts) does not
+  // get to make us read, and so write, more.
+  private appBacklog = false;
+  private outputBacklog = false;
+  private readingPaused = false;
   /** Frames written this turn, not yet handed to the socket (see onWrite), and their size. */
   private pending: Buffer[] | null = null;
   private pendingBytes = 0;
@@ -91,7 +98,12 @@ export class WebSocketTransport implements ConnectionHandler {
   /** Bytes from the socket: to the codec, or kept (bounded) until the handshake completes. */
   receive(chunk: Buffer): void {
     if (this.early === null) {
+      this.heardSincePing = true; // any bytes prove the peer alive, not only a complete frame
       this.connection.receiveData(chunk);
+      if (!this.outputBacklog && this.outputBytes() > SEND_HIGH_WATER_MARK) {
+        this.outputBacklog = true;
+        this.updateReading();
+      }
       return;
     }
     this.earlyBytes += chunk.length;
@@ -137,7 +149,39 @@ export class WebSocketTransport implements ConnectionHandler {
    * here or queued in the socket), else null. It settles in flush() or on the socket's 'drain'.
    */
   backpressure(): Promise<void> | null {
-    return this.socket.writableLength + this.pendingBytes > SEND_HIGH_WATER_MARK ? this.waitForDrain() : null;
+    return this.outputBytes() > SEND_HIGH_WATER_MARK ? this.waitForDrain() : null;
+  }
+
+  /** The owner's inbox is full (true) or has room again (false): pause or resume reading. */
+  setAppBacklog(full: boolean): void {
+    this.appBacklog = full;
+    this.updateReading();
+  }
+
+  private outputBytes(): number {
+    return this.socket.writableLength + this.pendingBytes;
+  }
+
+  /** Output went out: lift the output backlog and wake senders once under the high-water mark. */
+  private outputSent(): void {
+    if (this.outputBytes() > SEND_HIGH_WATER_MARK) return;
+    if (this.drained !== null) this.settleDrain(null);
+    if (this.outputBacklog) {
+      this.outputBacklog = false;
+      this.updateReading();
+    }
+  }
+
+  /**
+   * Reads while OPEN unless a backlog says otherwise. Once the connection is closing we always
+   * read: data frames are discarded then, and the peer's Close must get through.
+   */
+  private updateReading(): void {
+    const pause = (this.appBacklog || this.outputBacklog) && this.connection.state === ConnectionState.OPEN;
+    if (pause === this.readingPaused) return;
+    this.readingPaused = pause;
+    if (pause) this.socket.pause();
+    else this.socket.resume();
   }
 
   /** Hands this turn's frames to the socket: one write, of a Buffer shared when possible. */
@@ -156,15 +200,16 @@ export class WebSocketTransport implements ConnectionHandler {
       for (const frame of frames) this.socket.write(frame);
       this.socket.uncork();
     }
-    // A send waiting on bytes that were only pending here: if the socket took them (a write
-    // that completes at once emits no 'drain'), it may go on now; otherwise 'drain' will come.
-    if (this.drained !== null && this.socket.writableLength <= SEND_HIGH_WATER_MARK) this.settleDrain(null);
+    // Senders waiting on bytes that were only pending here: if the socket took them (a write
+    // that completes at once emits no 'drain'), they may go on now; otherwise 'drain' will come.
+    this.outputSent();
   }
 
   /** Starts the closing handshake, bounded by closeTimeoutMs (§7.1.1: then we just close TCP). */
   close(code: number, reason: string): void {
     if (this.connection.state !== ConnectionState.OPEN) return;
     this.connection.close(code, reason);
+    this.updateReading(); // CLOSING: read again, so the peer's Close is not stuck behind a pause
     this.closeTimer = setTimeout(transportLost, this.options.closeTimeoutMs, this);
     this.closeTimer.unref();
   }
@@ -202,7 +247,8 @@ export class WebSocketTransport implements ConnectionHandler {
     if (this.connection.state !== ConnectionState.OPEN) return;
     const { pingIntervalMs, pingTimeoutMs } = this.options;
     if (this.awaitingPong) {
-      if (!this.heardSincePing) return this.lost();
+      // Silent for the whole timeout: drop it, unless we were the ones not reading.
+      if (!this.heardSincePing && !this.readingPaused) return this.lost();
       this.awaitingPong = false;
       this.armHeartbeat(Math.max(0, pingIntervalMs - pingTimeoutMs));
       return;
@@ -230,6 +276,11 @@ export class WebSocketTransport implements ConnectionHandler {
       });
     }
     return this.drained;
+  }
+
+  /** The socket's 'drain': what it held went out. */
+  drain(): void {
+    this.outputSent();
   }
 
   settleDrain(error: Error | null): void {
@@ -285,6 +336,6 @@ function joined(run: Buffer[], bytes: number): Buffer {
 function socketOnData(this: TransportSocket, chunk: Buffer): void { this[kTransport].receive(chunk); }
 function socketOnEnd(this: TransportSocket): void { this[kTransport].peerEnded(); }
 function socketOnLost(this: TransportSocket): void { this[kTransport].lost(); }
-function socketOnDrain(this: TransportSocket): void { this[kTransport].settleDrain(null); }
+function socketOnDrain(this: TransportSocket): void { this[kTransport].drain(); }
 function heartbeatTick(transport: WebSocketTransport): void { transport.heartbeatTick(); }
 function transportLost(transport: WebSocketTransport): void { transport.lost(); }
