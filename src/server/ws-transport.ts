@@ -50,7 +50,7 @@ export class WebSocketTransport implements ConnectionHandler {
   private heartbeat: NodeJS.Timeout | null = null;
   /** The heartbeat's ping is out and its timeout is running. */
   private awaitingPong = false;
-  /** Did the peer send anything since our last ping? (any frame proves it is alive) */
+  /** Did the peer send anything since our last ping? (any bytes prove it is alive) */
   private heardSincePing = true;
   private closeTimer: NodeJS.Timeout | null = null;
   // Reading is paused while the app has not taken what it was given (the owner says so), or while
