@@ -11,6 +11,7 @@
 // The request body is read with flow control: the socket is paused while the app has not taken
 // what was read, so a slow app never makes us buffer an unbounded upload.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { unexpectedMessage } from './asgi-errors.js';
 import type { Application, HttpScope, ReceiveEvent, SendEvent, State } from './asgi-types.js';
 import { checkHeaders } from './handshake.js';
 import { describeError, isEnabled, log } from './logger.js';
@@ -106,7 +107,7 @@ class HttpCycle {
     if (this.disconnected && this.phase !== Phase.DONE) throw new Error(`Unexpected ASGI message '${type}': the client disconnected`);
     switch (this.phase) {
       case Phase.START: {
-        if (type !== 'http.response.start') throw unexpected(type, "'http.response.start'");
+        if (type !== 'http.response.start') throw unexpectedMessage(type, ['http.response.start']);
         const { status, headers = [] } = event;
         if (!Number.isInteger(status) || status < 100 || status > 599) throw new RangeError(`'http.response.start' needs an integer status from 100 to 599, got ${status}`);
         checkHeaders(headers, "'http.response.start'");
@@ -119,7 +120,7 @@ class HttpCycle {
         return;
       }
       case Phase.BODY: {
-        if (type !== 'http.response.body') throw unexpected(type, "'http.response.body'");
+        if (type !== 'http.response.body') throw unexpectedMessage(type, ['http.response.body']);
         const body = event.body ?? EMPTY;
         if (!(body instanceof Uint8Array)) throw new TypeError("'http.response.body' body must be a Uint8Array");
         if (event.more_body) {
@@ -200,8 +201,4 @@ class HttpCycle {
     const ms = (performance.now() - this.started).toFixed(1);
     log.info(`${request.socket?.remoteAddress ?? '?'}:${request.socket?.remotePort ?? '?'} - "${request.method} ${request.url} HTTP/${request.httpVersion}" ${this.status || '-'} ${ms}ms${note ? ' ' + note : ''}`);
   }
-}
-
-function unexpected(got: unknown, expected: string): Error {
-  return new Error(`Expected ASGI message ${expected}, but got ${typeof got === 'string' ? `'${got}'` : String(got)}`);
 }

@@ -11,6 +11,7 @@
 // An app that raises before receiving anything does not support lifespan: one log line, and the
 // server serves anyway. An app that raises after `lifespan.startup` but before completing it has
 // failed its startup, like `lifespan.startup.failed`.
+import { unexpectedMessage } from './asgi-errors.js';
 import type { Application, LifespanScope, ReceiveEvent, SendEvent, State } from './asgi-types.js';
 import { describeError, log } from './logger.js';
 
@@ -99,7 +100,7 @@ export class Lifespan {
         this.step = Step.STOPPED;
         this.settleStartup(new LifespanStartupError(event.message ?? ''));
       } else {
-        throw new Error(`Expected ASGI message 'lifespan.startup.complete' or 'lifespan.startup.failed', but got '${type}'`);
+        throw unexpectedMessage(type, ['lifespan.startup.complete', 'lifespan.startup.failed']);
       }
     } else if (this.step === Step.STOPPING) {
       if (type === 'lifespan.shutdown.complete') {
@@ -109,7 +110,7 @@ export class Lifespan {
         this.step = Step.STOPPED;
         this.settleShutdown(event.message ?? '');
       } else {
-        throw new Error(`Expected ASGI message 'lifespan.shutdown.complete' or 'lifespan.shutdown.failed', but got '${type}'`);
+        throw unexpectedMessage(type, ['lifespan.shutdown.complete', 'lifespan.shutdown.failed']);
       }
     } else {
       throw new Error(`Unexpected ASGI message '${type}' in the lifespan scope at this point`);

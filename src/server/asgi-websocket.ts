@@ -15,6 +15,7 @@
 // `websocket.disconnect` — for ever after, so an app loop that misses it can never hang.
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import { unexpectedMessage } from './asgi-errors.js';
 import type {
   Application, Headers, ReceiveEvent, SendEvent, State, WebSocketDisconnectEvent, WebSocketScope,
 } from './asgi-types.js';
@@ -167,10 +168,10 @@ export class WebSocketSession implements TransportEvents {
         if (type === 'websocket.accept') return this.accept(event.subprotocol ?? null, event.headers ?? []);
         if (type === 'websocket.close') { this.refuse(403); return null; }
         if (type === 'websocket.http.response.start') return this.startResponse(event.status, event.headers ?? []);
-        throw unexpected(type, ['websocket.accept', 'websocket.close', 'websocket.http.response.start']);
+        throw unexpectedMessage(type, ['websocket.accept', 'websocket.close', 'websocket.http.response.start']);
       case Phase.RESPONDING:
         if (type === 'websocket.http.response.body') return this.responseBody(event.body, event.more_body ?? false);
-        throw unexpected(type, ['websocket.http.response.body']);
+        throw unexpectedMessage(type, ['websocket.http.response.body']);
       case Phase.ACCEPTED:
         if (type === 'websocket.send') {
           const connection = this.transport.connection;
@@ -191,7 +192,7 @@ export class WebSocketSession implements TransportEvents {
           this.transport.close(code, event.reason ?? '');
           return null;
         }
-        throw unexpected(type, ['websocket.send', 'websocket.close']);
+        throw unexpectedMessage(type, ['websocket.send', 'websocket.close']);
       case Phase.CLOSING:
         throw new Error(`Unexpected ASGI message '${type}', after sending 'websocket.close'`);
       case Phase.DONE:
@@ -282,13 +283,6 @@ export class WebSocketSession implements TransportEvents {
 
 function messageSize(event: { text?: string | undefined; bytes?: Uint8Array | undefined }): number {
   return event.text !== undefined ? event.text.length : event.bytes!.length;
-}
-
-/** uvicorn-style misuse error: names what the spec allows now and what came instead. */
-function unexpected(got: unknown, expected: string[]): Error {
-  const list = expected.map((name) => `'${name}'`);
-  const allowed = list.length === 1 ? list[0] : `${list.slice(0, -1).join(', ')} or ${list[list.length - 1]}`;
-  return new Error(`Expected ASGI message ${allowed}, but got ${typeof got === 'string' ? `'${got}'` : String(got)}`);
 }
 
 function describeClient(request: IncomingMessage): string {
