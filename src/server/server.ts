@@ -11,7 +11,7 @@ import type { Application } from './asgi-types.js';
 import { handleHttpRequest } from './asgi-http.js';
 import { Lifespan, LifespanStartupError } from './asgi-lifespan.js';
 import { handleWebSocketUpgrade, openSessions, type WebSocketSettings } from './asgi-websocket.js';
-import { hasToken, plainResponse } from './handshake.js';
+import { checkHandshake, hasToken, plainResponse } from './handshake.js';
 import { log } from './logger.js';
 import type { ServerOptions } from './options.js';
 import { CLOSE_TIMEOUT_MS, endSocket } from './sockets.js';
@@ -49,11 +49,15 @@ export async function serve(app: Application, options: ServerOptions): Promise<v
     requestTimeout: 300_000, // and 5 minutes for a whole request body
     keepAliveTimeout: options.timeoutKeepAlive * 1000,
   }, (request, response) => {
-    // A WebSocket handshake without `Connection: upgrade` reaches here, not 'upgrade' (§4.2.1).
+    // A WebSocket handshake without `Connection: upgrade` reaches here, not 'upgrade': refuse it
+    // with the handshake check's own verdict (§4.2.1), which names the missing token.
     if (hasToken(headerText(request, 'upgrade'), 'websocket')) {
-      response.writeHead(400, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
-      response.end('the Connection header must hold the "upgrade" token\n');
-      return;
+      const verdict = checkHandshake(request);
+      if (!verdict.ok) {
+        response.writeHead(verdict.status, [...(verdict.headers ?? []), ['content-type', 'text/plain; charset=utf-8'], ['connection', 'close']].flat());
+        response.end(`${verdict.message}\n`);
+        return;
+      }
     }
     handleHttpRequest(app, request, response, httpSettings, lifespan.state);
   });
