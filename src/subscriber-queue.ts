@@ -26,12 +26,10 @@ export class SubscriberQueue {
     this.maxBytes = maxBytes;
   }
 
-  /** Adds a message (`size`: its UTF-8 length, computed once per broadcast by the caller). */
-  push(text: string, size: number): void {
-    if (this.add(text, size)) this.ready();
-  }
-
-  /** Adds a batch, then starts the consumer once: it takes the whole batch in one go. */
+  /**
+   * Adds a batch (`sizes`: their UTF-8 lengths, computed once per broadcast by the caller), then
+   * starts the consumer once: it takes the whole batch in one go.
+   */
   pushAll(texts: string[], sizes: number[]): void {
     for (let i = 0; i < texts.length; i++) if (!this.add(texts[i]!, sizes[i]!)) return;
     this.ready();
