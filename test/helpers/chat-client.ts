@@ -130,34 +130,13 @@ export class ChatClient {
    */
   waitFor(predicate: (message: ChatMessage) => boolean, timeoutMs = 5000, what = 'a matching message'): Promise<ChatMessage> {
     const start = this.cursor;
-    return new Promise((resolve, reject) => {
-      const check = (): boolean => {
-        while (this.cursor < this.received.length) {
-          const message = this.received[this.cursor++]!;
-          if (predicate(message)) {
-            finish();
-            resolve(message);
-            return true;
-          }
-        }
-        if (this.closeInfo) {
-          finish();
-          reject(new Error(`${this.name}: closed (${this.closeInfo.code}) while waiting for ${what}; skipped: ${this.describe(start)}`));
-          return true;
-        }
-        return false;
-      };
-      const timer = setTimeout(() => {
-        finish();
-        reject(new Error(`${this.name}: timed out after ${timeoutMs} ms waiting for ${what}; skipped: ${this.describe(start)}`));
-      }, timeoutMs);
-      const waiter = (): void => { check(); };
-      const finish = (): void => {
-        clearTimeout(timer);
-        this.waiters.delete(waiter);
-      };
-      if (!check()) this.waiters.add(waiter);
-    });
+    return this.watch(() => {
+      while (this.cursor < this.received.length) {
+        const message = this.received[this.cursor++]!;
+        if (predicate(message)) return message;
+      }
+      return null;
+    }, timeoutMs, (why) => `${this.name}: ${why} while waiting for ${what}; skipped: ${this.describe(start)}`);
   }
 
   /**
@@ -165,27 +144,38 @@ export class ChatClient {
    * move the cursor, so it can run alongside next()/waitFor().
    */
   seen(predicate: (message: ChatMessage) => boolean, timeoutMs = 5000, what = 'a matching message'): Promise<ChatMessage> {
+    let scanned = 0;
+    return this.watch(() => {
+      for (; scanned < this.received.length; scanned++) {
+        if (predicate(this.received[scanned]!)) return this.received[scanned]!;
+      }
+      return null;
+    }, timeoutMs, (why) => `${this.name}: ${why} before ${what} (${this.received.length} messages received)`);
+  }
+
+  /**
+   * Resolves with what `scan` finds, running it now and after every message; rejects once the
+   * socket closes or `timeoutMs` passes, with `failure(why)` as the message.
+   */
+  private watch(scan: () => ChatMessage | null, timeoutMs: number, failure: (why: string) => string): Promise<ChatMessage> {
     return new Promise((resolve, reject) => {
-      let scanned = 0;
       const check = (): boolean => {
-        for (; scanned < this.received.length; scanned++) {
-          const message = this.received[scanned]!;
-          if (predicate(message)) {
-            finish();
-            resolve(message);
-            return true;
-          }
+        const found = scan();
+        if (found !== null) {
+          finish();
+          resolve(found);
+          return true;
         }
         if (this.closeInfo) {
           finish();
-          reject(new Error(`${this.name}: closed (${this.closeInfo.code}) before ${what} (${this.received.length} messages received)`));
+          reject(new Error(failure(`closed (${this.closeInfo.code})`)));
           return true;
         }
         return false;
       };
       const timer = setTimeout(() => {
         finish();
-        reject(new Error(`${this.name}: timed out after ${timeoutMs} ms waiting for ${what} (${this.received.length} messages received)`));
+        reject(new Error(failure(`timed out after ${timeoutMs} ms`)));
       }, timeoutMs);
       const waiter = (): void => { check(); };
       const finish = (): void => {
