@@ -2,8 +2,10 @@
 // workers that share the port, announces the port once all of them listen, restarts a worker that
 // crashes (with backoff), forwards SIGINT/SIGTERM and exits when the workers have.
 //
-// The primary serves no requests and never imports the application. Services that must live in
-// one place for all workers (the chat's broadcast loop) are started here by main.ts.
+// The primary serves no requests. What must live in one place for all workers (the chat's
+// broadcast loop) is the application's business: main.ts calls the module's `primary()` hook
+// (../shared/contract.md, "The primary process") before this forks, and the service it returns
+// is stopped here once every worker has exited.
 //
 //   primary ──fork──▶ worker 1 ─┐
 //      │    ──fork──▶ worker 2 ─┼── each: lifespan startup, then listen on the shared port
@@ -16,6 +18,7 @@
 // in a row (up to 30 s), so a crash loop cannot spin the machine.
 import cluster, { type Worker } from 'node:cluster';
 import { log } from './logger.js';
+import type { PrimaryService } from './load-app.js';
 import type { ServerOptions } from './options.js';
 import { EXIT_SERVER_ERROR, announce, type ListeningMessage } from './server.js';
 
@@ -36,14 +39,13 @@ const MAX_RESTART_DELAY_MS = 30_000;
 /** A worker that stayed up this long resets the backoff. */
 const STABLE_AFTER_MS = 10_000;
 
-export interface PrimaryService {
-  /** Called once every worker has exited, before the primary exits. */
-  stop(): void;
-}
-
 export function runPrimary(options: ServerOptions, services: PrimaryService[]): void {
   const listening = new Set<number>(); // ids of workers that reported listening
   const startedAt = new Map<number, number>();
+  // Workers forked and not yet exited. Counted here rather than read from cluster.workers: Node
+  // removes a worker from that list only once its IPC channel has closed *and* it has exited, and
+  // when the 'exit' event comes first the last worker is still listed at its own 'exit'.
+  let alive = 0;
   let announced = false;
   let shuttingDown = false;
   let exitCode = 0;
@@ -54,6 +56,7 @@ export function runPrimary(options: ServerOptions, services: PrimaryService[]): 
 
   const fork = (): Worker => {
     const worker = cluster.fork();
+    alive++;
     startedAt.set(worker.id, Date.now());
     return worker;
   };
@@ -70,12 +73,13 @@ export function runPrimary(options: ServerOptions, services: PrimaryService[]): 
   });
 
   cluster.on('exit', (worker, code, signal) => {
+    alive--;
     const served = listening.delete(worker.id);
     const upFor = Date.now() - (startedAt.get(worker.id) ?? Date.now());
     startedAt.delete(worker.id);
     if (shuttingDown) {
       if (code !== 0 && code !== null) exitCode = exitCode || code;
-      if (Object.keys(cluster.workers ?? {}).length === 0) finish();
+      if (alive === 0) void finish();
       return;
     }
     if (!served) {
@@ -94,9 +98,8 @@ export function runPrimary(options: ServerOptions, services: PrimaryService[]): 
     if (shuttingDown) return;
     shuttingDown = true;
     log.info(`Stopping workers (${why})`);
-    const workers = Object.values(cluster.workers ?? {});
-    if (workers.length === 0) return finish();
-    for (const worker of workers) worker?.process.kill('SIGTERM');
+    if (alive === 0) return void finish();
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
     // Workers bound their own shutdown by --timeout-graceful-shutdown; past that and a margin,
     // nothing a worker still does is worth waiting for.
     setTimeout(() => {
@@ -104,8 +107,15 @@ export function runPrimary(options: ServerOptions, services: PrimaryService[]): 
     }, options.timeoutGracefulShutdown * 1000 + 5000).unref();
   };
 
-  const finish = (): void => {
-    for (const service of services) service.stop();
+  const finish = async (): Promise<void> => {
+    for (const service of services) {
+      try {
+        await service.stop();
+      } catch (error) {
+        log.error(`Application primary failed to stop: ${error instanceof Error ? error.message : String(error)}`);
+        exitCode = exitCode || EXIT_SERVER_ERROR;
+      }
+    }
     log.info('Finished primary process');
     process.exit(exitCode);
   };

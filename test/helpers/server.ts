@@ -86,8 +86,8 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
 }
 
 /** Runs `node dist/main.js ARGS` to completion (for flags that exit), with its output. */
-export async function runMain(args: string[], timeoutMs = 15000): Promise<{ code: number | string; stdout: string; stderr: string }> {
-  const proc = spawn(process.execPath, [MAIN_JS, ...args], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function runMain(args: string[], timeoutMs = 15000, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  const proc = spawn(process.execPath, [MAIN_JS, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   proc.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
