@@ -1,18 +1,12 @@
 // The chat's lifespan handler (ASGI "Lifespan" spec): on startup read the settings and the page,
 // attach to the broadcast hub, and put both in `state`, which the server copies into every
 // request's scope; on shutdown detach from the hub.
-import { createHub, type Hub } from './broadcast.js';
-import { readChatConfig, type ChatConfig } from './config.js';
-import { loadPage, type Page } from './http.js';
+import { createHub } from './broadcast.js';
+import type { ChatState } from './chat-state.js';
+import { readChatConfig } from './config.js';
+import { loadPage } from './page.js';
 import type { LifespanScope, Receive, Send } from './server/asgi-types.js';
 import { log } from './server/logger.js';
-
-/** What every chat request finds in `scope.state`. */
-export interface ChatState {
-  hub: Hub;
-  config: ChatConfig;
-  page: Page;
-}
 
 export async function lifespan(scope: LifespanScope, receive: Receive, send: Send): Promise<void> {
   for (;;) {

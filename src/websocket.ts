@@ -6,7 +6,7 @@
 // On disconnect the subscription is closed and the consumer stops: nothing is left behind.
 import { CloseCode } from './server/close-codes.js';
 import type { ChatConfig } from './config.js';
-import type { ChatState } from './lifespan.js';
+import type { ChatState } from './chat-state.js';
 import type { Receive, Send, WebSocketScope } from './server/asgi-types.js';
 import type { Hub, Subscription } from './broadcast.js';
 import { log } from './server/logger.js';
