@@ -22,7 +22,8 @@
 //   Order: only the primary assigns ids; it sends batches in id order over each worker's IPC
 //     channel, which preserves order, so every subscriber sees the primary's order.
 //   Batching: what arrives within one turn of the event loop travels as one IPC message, both
-//     ways (flushed with setImmediate), so IPC costs per turn, not per message.
+//     ways (flushed with setImmediate), so IPC costs per turn, not per message; unsubscribes too,
+//     so that a mass disconnect costs one message with a count, not one per subscriber.
 //   History without gap or duplicate: a worker asks the primary to subscribe; before answering
 //     with the history, the primary flushes its pending batch. So every message with an id up to
 //     the history's last one reached that worker *before* the answer (and is ignored for the
@@ -217,6 +218,8 @@ export class Hub {
   private readonly pendingSubscriptions = new Map<number, (history: string[]) => void>();
   private nextRequest = 1;
   private outbox: string[] = [];
+  /** Subscribers closed this turn, not yet reported to the primary (sent with the outbox). */
+  private unsubscribed = 0;
   private flushScheduled = false;
   private pausedByPrimary = false;
   private resumed: Promise<void> | null = null;
@@ -239,10 +242,7 @@ export class Hub {
   publish(tail: string): void {
     if (this.detached) return;
     this.outbox.push(tail);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flushOutbox());
-    }
+    this.scheduleFlush();
   }
 
   /**
@@ -268,7 +268,9 @@ export class Hub {
       subscribed = false;
       this.live.delete(queue);
       queue.close();
-      if (!this.detached) this.link.send({ t: 'chat:unsub', n: 1 });
+      if (this.detached) return;
+      this.unsubscribed++;
+      this.scheduleFlush();
     };
     queue.onOverflow = () => {
       this.slowConsumers++;
@@ -324,12 +326,25 @@ export class Hub {
     this.maybeResume();
   }
 
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flushOutbox());
+  }
+
+  /** This turn's publishes and unsubscribes, one IPC message each at most. */
   private flushOutbox(): void {
     this.flushScheduled = false;
-    if (this.outbox.length === 0) return;
-    const m = this.outbox;
-    this.outbox = [];
-    this.link.send({ t: 'chat:pub', m });
+    if (this.outbox.length > 0) {
+      const m = this.outbox;
+      this.outbox = [];
+      this.link.send({ t: 'chat:pub', m });
+    }
+    if (this.unsubscribed > 0) {
+      const n = this.unsubscribed;
+      this.unsubscribed = 0;
+      this.link.send({ t: 'chat:unsub', n });
+    }
   }
 
   /** Called when the link flushed a message or the primary lifted its pause. */
