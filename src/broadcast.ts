@@ -32,13 +32,12 @@
 //     flushed; above IPC_HIGH the workers stop taking new chat messages from their clients (TCP
 //     then pushes back on publishers) until every count is under IPC_LOW. Nothing accepted is dropped.
 import cluster, { type Worker } from 'node:cluster';
-import type { ChatConfig } from './config.js';
-import { readChatConfig } from './config.js';
+import { CHAT_LIMITS, readChatConfig, type ChatConfig } from './config.js';
 import { log } from './server/logger.js';
 import { SubscriberQueue } from './subscriber-queue.js';
 
-const IPC_HIGH = 1000;
-const IPC_LOW = 250;
+const IPC_HIGH = CHAT_LIMITS.ipcHighWater.value;
+const IPC_LOW = CHAT_LIMITS.ipcLowWater.value;
 
 // ---- the messages between a worker and the primary ---------------------------------------------
 

@@ -1,11 +1,83 @@
-// The chat application's settings, from environment variables (an ASGI app sees no CLI flags;
-// the contract says each worker inherits the environment of the command that started the server).
-//
-//   CHAT_HISTORY_SIZE        messages a newcomer receives on arrival     (default 50)
-//   CHAT_QUEUE_MAX_MESSAGES  per-subscriber queue bound, in messages     (default 1000)
-//   CHAT_QUEUE_MAX_BYTES     per-subscriber queue bound, in bytes        (default 1048576)
-//   CHAT_MAX_SENDER_LENGTH   longest sender name, in characters          (default 64)
-//   CHAT_MAX_MESSAGE_LENGTH  longest message, in characters              (default 4096)
+// The chat application's settings and fixed limits, every one declared once, here, with its unit
+// and the reason for its value (as uvicorn's config.py does for the server). An ASGI app sees no
+// CLI flags: settings come from environment variables, which each worker inherits (contract).
+// The README's "Settings of the chat" table is rendered from these declarations
+// (`renderSettingsTable`), and test/config.test.ts fails when the two drift apart.
+
+/** A whole-number setting read from the environment. */
+export interface NumberSetting {
+  env: string;
+  default: number;
+  min: number;
+  max: number;
+  unit: string;
+  /** What it bounds, and why the default is what it is. */
+  why: string;
+}
+
+export const CHAT_SETTINGS = {
+  historySize: {
+    env: 'CHAT_HISTORY_SIZE', default: 50, min: 0, max: 10_000, unit: 'messages',
+    why: 'recent messages a newcomer receives (lobby) and `select_room` returns: a screenful and some scrollback, cheap to send on every connect',
+  },
+  queueMaxMessages: {
+    env: 'CHAT_QUEUE_MAX_MESSAGES', default: 1000, min: 1, max: 1_000_000, unit: 'messages',
+    why: 'messages waiting for one slow subscriber before it is closed with 1008: seconds of a busy room, so a short stall is absorbed and a stuck reader is not',
+  },
+  queueMaxBytes: {
+    env: 'CHAT_QUEUE_MAX_BYTES', default: 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024, unit: 'bytes',
+    why: 'the same bound in bytes: 10,000 subscribers can never hold more than 10 GiB, whatever the message size',
+  },
+  maxSenderLength: {
+    env: 'CHAT_MAX_SENDER_LENGTH', default: 64, min: 1, max: 1024, unit: 'characters',
+    why: 'longest lobby sender name; as long as a user id',
+  },
+  maxMessageLength: {
+    env: 'CHAT_MAX_MESSAGE_LENGTH', default: 4096, min: 1, max: 1024 * 1024, unit: 'characters',
+    why: 'longest message (lobby `message`, room `text`), in Unicode code points: a long chat message, far below --ws-max-size',
+  },
+  ratePerSecond: {
+    env: 'CHAT_RATE_PER_SECOND', default: 20, min: 1, max: 1_000_000, unit: 'requests/s',
+    why: 'rooms requests one connection may make per second, sustained (token bucket refill): faster than anyone types, slow enough that one client cannot flood the primary',
+  },
+  rateBurst: {
+    env: 'CHAT_RATE_BURST', default: 100, min: 1, max: 1_000_000, unit: 'requests',
+    why: 'rooms requests one connection may make at once (bucket size): a page reconnecting resends its unacknowledged messages in one go',
+  },
+  maxRoomMembers: {
+    env: 'CHAT_MAX_ROOM_MEMBERS', default: 100, min: 2, max: 100_000, unit: 'users',
+    why: 'members of one room: every message is answered to each of them, so this bounds one request\'s fan-out',
+  },
+  maxRoomsPerUser: {
+    env: 'CHAT_MAX_ROOMS_PER_USER', default: 100, min: 1, max: 100_000, unit: 'rooms',
+    why: 'rooms one user may belong to: bounds `list_rooms` answers and what one user can make others receive',
+  },
+} as const satisfies Record<string, NumberSetting>;
+
+/** Fixed limits of the chat: not settings, but declared here with their reasons all the same. */
+export const CHAT_LIMITS = {
+  ipcHighWater: {
+    value: 1000, unit: 'IPC messages',
+    what: 'broadcast IPC messages queued to one worker (or from it) and not yet flushed',
+    atBound: 'every worker stops reading chat messages from its clients (TCP pushes back on publishers) until all are under 250',
+    why: 'node:cluster IPC buffers without bound; a thousand batches is far more than a healthy turn produces',
+  },
+  ipcLowWater: {
+    value: 250, unit: 'IPC messages', what: 'the IPC backlog under which publishers resume', atBound: 'reading resumes',
+    why: 'well below the high-water mark, so that a backlog near the mark does not pause and resume publishers every turn',
+  },
+  publishBurst: {
+    value: 16, unit: 'messages per turn',
+    what: 'lobby messages one client publishes in one turn of the event loop',
+    atBound: 'the next ones wait for the next turn, so one burst cannot overflow everyone\'s queue',
+    why: 'all the frames of one TCP read arrive in one turn; 16 keeps a burst from becoming one giant batch at no cost to a normal client',
+  },
+  presenceCoalesceMs: {
+    value: 1000, unit: 'ms', what: '`presence` pushes per room',
+    atBound: 'changes within the window are sent as one push at its end',
+    why: 'the protocol allows at most one per room per second: a reconnect storm does not become a push storm',
+  },
+} as const;
 
 export interface ChatConfig {
   historySize: number;
@@ -13,29 +85,72 @@ export interface ChatConfig {
   queueMaxBytes: number;
   maxSenderLength: number;
   maxMessageLength: number;
+  ratePerSecond: number;
+  rateBurst: number;
+  maxRoomMembers: number;
+  maxRoomsPerUser: number;
+  /** CHAT_SECRET as bytes, or null: rooms are off (the lobby works without a secret). */
+  secret: Buffer | null;
+  /** CHAT_ALLOWED_ORIGINS: origins besides the page's own that may open /chat (lower-case). */
+  allowedOrigins: string[];
 }
+
+/** HS256 keys shorter than the hash output are easy to guess (RFC 7518 §3.2 asks for ≥ 256 bits). */
+export const MIN_SECRET_BYTES = 32;
 
 /** Reads the settings; throws an Error naming the variable when one is malformed. */
 export function readChatConfig(env: NodeJS.ProcessEnv = process.env): ChatConfig {
-  const read = (name: string, fallback: number, min: number, max: number): number => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return fallback;
-    const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
-    if (!Number.isSafeInteger(value) || value < min || value > max) {
-      throw new Error(`${name} must be a whole number from ${min} to ${max}, got "${raw}"`);
-    }
-    return value;
-  };
-  const config = {
-    historySize: read('CHAT_HISTORY_SIZE', 50, 0, 10_000),
-    queueMaxMessages: read('CHAT_QUEUE_MAX_MESSAGES', 1000, 1, 1_000_000),
-    queueMaxBytes: read('CHAT_QUEUE_MAX_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
-    maxSenderLength: read('CHAT_MAX_SENDER_LENGTH', 64, 1, 1024),
-    maxMessageLength: read('CHAT_MAX_MESSAGE_LENGTH', 4096, 1, 1024 * 1024),
-  };
-  // A newcomer's history goes into its queue first: it must fit.
-  if (config.historySize > config.queueMaxMessages) {
-    throw new Error(`CHAT_HISTORY_SIZE (${config.historySize}) must not exceed CHAT_QUEUE_MAX_MESSAGES (${config.queueMaxMessages})`);
+  const numbers = {} as Record<keyof typeof CHAT_SETTINGS, number>;
+  for (const [key, setting] of Object.entries(CHAT_SETTINGS) as Array<[keyof typeof CHAT_SETTINGS, NumberSetting]>) {
+    numbers[key] = readNumber(env, setting);
   }
-  return config;
+  // A newcomer's history goes into its queue first: it must fit.
+  if (numbers.historySize > numbers.queueMaxMessages) {
+    throw new Error(`CHAT_HISTORY_SIZE (${numbers.historySize}) must not exceed CHAT_QUEUE_MAX_MESSAGES (${numbers.queueMaxMessages})`);
+  }
+  return { ...numbers, secret: readSecret(env.CHAT_SECRET), allowedOrigins: readOrigins(env.CHAT_ALLOWED_ORIGINS) };
+}
+
+function readNumber(env: NodeJS.ProcessEnv, setting: NumberSetting): number {
+  const raw = env[setting.env];
+  if (raw === undefined || raw === '') return setting.default;
+  const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(value) || value < setting.min || value > setting.max) {
+    throw new Error(`${setting.env} must be a whole number from ${setting.min} to ${setting.max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function readSecret(raw: string | undefined): Buffer | null {
+  if (raw === undefined || raw === '') return null;
+  const secret = Buffer.from(raw, 'utf8');
+  if (secret.length < MIN_SECRET_BYTES) {
+    throw new Error(`CHAT_SECRET must be at least ${MIN_SECRET_BYTES} bytes, got ${secret.length}: `
+      + 'make one with `node -e "console.log(require(\'node:crypto\').randomBytes(32).toString(\'base64url\'))"`');
+  }
+  return secret;
+}
+
+/** Each entry must be an origin as browsers send it: scheme://host[:port], nothing more. */
+function readOrigins(raw: string | undefined): string[] {
+  if (raw === undefined || raw.trim() === '') return [];
+  return raw.split(',').map((part) => part.trim()).filter((part) => part !== '').map((origin) => {
+    let url: URL;
+    try {
+      url = new URL(origin);
+    } catch {
+      throw new Error(`CHAT_ALLOWED_ORIGINS: "${origin}" is not an origin like https://chat.example.com`);
+    }
+    const bare = url.pathname === '/' && url.search === '' && url.hash === '' && url.username === '' && url.password === '' && !origin.endsWith('/');
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !bare) {
+      throw new Error(`CHAT_ALLOWED_ORIGINS: "${origin}" is not an origin like https://chat.example.com (scheme, host and port only)`);
+    }
+    return url.origin;
+  });
+}
+
+/** The README's table of chat settings, from the declarations above. */
+export function renderSettingsTable(): string {
+  const rows = Object.values(CHAT_SETTINGS as Record<string, NumberSetting>).map((s) => `| \`${s.env}\` | ${s.default} | ${s.unit} | ${s.why} |`);
+  return ['| variable | default | unit | what it bounds, and why this default |', '|---|---|---|---|', ...rows].join('\n');
 }

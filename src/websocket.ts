@@ -5,7 +5,7 @@
 //   - the receiver reads the client's messages, validates them and publishes the valid ones.
 // On disconnect the subscription is closed and the consumer stops: nothing is left behind.
 import { CloseCode } from './server/close-codes.js';
-import type { ChatConfig } from './config.js';
+import { CHAT_LIMITS, type ChatConfig } from './config.js';
 import type { ChatState } from './chat-state.js';
 import type { Receive, Send, WebSocketScope } from './server/asgi-types.js';
 import type { Hub, Subscription } from './broadcast.js';
@@ -13,7 +13,7 @@ import { log } from './server/logger.js';
 
 const GREETING = JSON.stringify({ sender: 'server', message: 'You are connected' });
 /** Messages one client may publish in one turn of the event loop (see the receive loop). */
-const PUBLISH_BURST = 16;
+const PUBLISH_BURST = CHAT_LIMITS.publishBurst.value;
 
 export function websocket(scope: WebSocketScope, receive: Receive, send: Send): Promise<void> {
   // Take what the connection needs from the scope and let the scope go: a suspended async
