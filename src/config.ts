@@ -3,6 +3,7 @@
 // CLI flags: settings come from environment variables, which each worker inherits (contract).
 // The README's "Settings of the chat" table is rendered from these declarations
 // (`renderSettingsTable`), and test/config.test.ts fails when the two drift apart.
+import { checkSecret } from './jwt.js';
 
 /** A whole-number setting read from the environment. */
 export interface NumberSetting {
@@ -95,9 +96,6 @@ export interface ChatConfig {
   allowedOrigins: string[];
 }
 
-/** HS256 keys shorter than the hash output are easy to guess (RFC 7518 §3.2 asks for ≥ 256 bits). */
-export const MIN_SECRET_BYTES = 32;
-
 /** Reads the settings; throws an Error naming the variable when one is malformed. */
 export function readChatConfig(env: NodeJS.ProcessEnv = process.env): ChatConfig {
   const numbers = {} as Record<keyof typeof CHAT_SETTINGS, number>;
@@ -108,7 +106,7 @@ export function readChatConfig(env: NodeJS.ProcessEnv = process.env): ChatConfig
   if (numbers.historySize > numbers.queueMaxMessages) {
     throw new Error(`CHAT_HISTORY_SIZE (${numbers.historySize}) must not exceed CHAT_QUEUE_MAX_MESSAGES (${numbers.queueMaxMessages})`);
   }
-  return { ...numbers, secret: readSecret(env.CHAT_SECRET), allowedOrigins: readOrigins(env.CHAT_ALLOWED_ORIGINS) };
+  return { ...numbers, secret: checkSecret(env.CHAT_SECRET), allowedOrigins: readOrigins(env.CHAT_ALLOWED_ORIGINS) };
 }
 
 function readNumber(env: NodeJS.ProcessEnv, setting: NumberSetting): number {
@@ -119,16 +117,6 @@ function readNumber(env: NodeJS.ProcessEnv, setting: NumberSetting): number {
     throw new Error(`${setting.env} must be a whole number from ${setting.min} to ${setting.max}, got "${raw}"`);
   }
   return value;
-}
-
-function readSecret(raw: string | undefined): Buffer | null {
-  if (raw === undefined || raw === '') return null;
-  const secret = Buffer.from(raw, 'utf8');
-  if (secret.length < MIN_SECRET_BYTES) {
-    throw new Error(`CHAT_SECRET must be at least ${MIN_SECRET_BYTES} bytes, got ${secret.length}: `
-      + 'make one with `node -e "console.log(require(\'node:crypto\').randomBytes(32).toString(\'base64url\'))"`');
-  }
-  return secret;
 }
 
 /** Each entry must be an origin as browsers send it: scheme://host[:port], nothing more. */

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { CHAT_SETTINGS, MIN_SECRET_BYTES, readChatConfig, renderSettingsTable } from '../src/config.js';
+import { CHAT_SETTINGS, readChatConfig, renderSettingsTable } from '../src/config.js';
+import { MIN_SECRET_BYTES } from '../src/jwt.js';
 import { PROJECT_ROOT } from './helpers/server.js';
 
 describe('readChatConfig', () => {
@@ -47,7 +48,7 @@ describe('readChatConfig', () => {
 
   test(`CHAT_SECRET: at least ${MIN_SECRET_BYTES} bytes of UTF-8; shorter stops startup, naming it`, () => {
     assert.deepEqual(readChatConfig({ CHAT_SECRET: 'é'.repeat(16) }).secret, Buffer.from('é'.repeat(16)), '16 × 2 bytes');
-    assert.throws(() => readChatConfig({ CHAT_SECRET: 'x'.repeat(31) }), /^Error: CHAT_SECRET must be at least 32 bytes, got 31/);
+    assert.throws(() => readChatConfig({ CHAT_SECRET: 'x'.repeat(31) }), /^Error: CHAT_SECRET must be at least 32 bytes long, got 31/);
     assert.equal(readChatConfig({ CHAT_SECRET: '' }).secret, null, 'empty: rooms off');
   });
 
