@@ -84,8 +84,15 @@ export function parseOptions(argv: string[]): ServerOptions {
       },
     }));
   } catch (error) {
-    // parseArgs' messages are long and mention internals; keep their first sentence.
-    throw new UsageError((error as Error).message.split('. ')[0]!.replace(/\.$/, ''));
+    const message = (error as Error).message;
+    // `--port -1`: parseArgs will not take a value that looks like a flag, and says so in three
+    // lines; say it in one, with the way out.
+    const ambiguous = /^Option '(--[\w-]+)' argument is ambiguous/.exec(message);
+    if (ambiguous) throw new UsageError(`${ambiguous[1]} needs a value; to give one that starts with "-", write ${ambiguous[1]}=VALUE`);
+    const missing = /^Option '(--[\w-]+)(?: <value>)?' argument missing/.exec(message);
+    if (missing) throw new UsageError(`${missing[1]} needs a value`);
+    // The others are long and mention internals; keep their first sentence.
+    throw new UsageError(message.split(/\.\s/)[0]!.replace(/\.$/, ''));
   }
   const text = (name: string, fallback: string): string => {
     const value = values[name];
