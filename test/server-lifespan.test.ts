@@ -14,6 +14,9 @@ const TIMEOUT = { timeout: 20_000 };
 
 const get = (target: string) => `GET ${target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n`;
 
+/** A log line as logger.ts writes it: `LEVEL:    [pid] message`. */
+const logLine = (level: string, message: string) => new RegExp(`^${level}: +\\[\\d+\\] ${message}`, 'm');
+
 describe('startup and state (http-probe.mjs: a 300 ms startup that fills state)', () => {
   let server: RunningServer;
 
@@ -61,9 +64,6 @@ describe('startup and state (http-probe.mjs: a 300 ms startup that fills state)'
     }
   });
 });
-
-/** A log line as logger.ts writes it: `LEVEL:    [pid] message`. */
-const logLine = (level: string, message: string) => new RegExp(`^${level}: +\\[\\d+\\] ${message}`, 'm');
 
 describe('apps without lifespan or with a failing startup (--lifespan auto, on, off)', () => {
   test('auto: an app that raises on the lifespan scope before receiving is served; one info line says why', TIMEOUT, async () => {
@@ -197,6 +197,16 @@ describe('graceful shutdown', () => {
     }
   });
 
+  test('lifespan.shutdown.failed: the message is logged and the exit code is 1', TIMEOUT, async () => {
+    const server = await startServer({ args: ['--app', fixture('lifespan-shutdown-failed.mjs')] });
+    try {
+      assert.equal(await server.stop('SIGTERM'), 1, `exit 1 expected; output:\n${server.output()}`);
+      assert.match(server.output(), logLine('ERROR', 'Application shutdown failed: fixture: could not flush$'));
+    } finally {
+      await server.stop('SIGKILL');
+    }
+  });
+
   test('--timeout-graceful-shutdown bounds a lifespan.shutdown that never completes; no new connections meanwhile', TIMEOUT, async () => {
     const server = await startServer({ args: ['--app', fixture('lifespan-slow-shutdown.mjs'), '--timeout-graceful-shutdown', '1'] });
     try {
@@ -215,7 +225,8 @@ describe('graceful shutdown', () => {
         new Promise<string>((resolve) => setTimeout(() => resolve('still running after 6 s'), 6000)),
       ]);
       const elapsed = Date.now() - started;
-      assert.equal(typeof code, 'number', `the server must exit by itself after about 1 s: ${code}`);
+      assert.equal(code, 0, `the server must exit by itself, with 0, after about 1 s: ${code}\n${server.output()}`);
+      assert.match(server.output(), logLine('WARNING', 'Application shutdown timed out$'));
       assert.ok(elapsed >= 900, `it waited for the shutdown for about 1 s, not ${elapsed} ms`);
     } finally {
       await server.stop('SIGKILL');
