@@ -358,10 +358,10 @@ describe('Lifespan: apps without lifespan, or whose startup breaks', () => {
     const why = "the application returned after receiving 'lifespan.startup' without answering it";
     const auto = runner('auto');
     await auto.lifespan.startup(returnAfterReceive);
-    assert.deepEqual(auto.lines, [['error', `Exception in 'lifespan' startup; serving without lifespan (--lifespan on makes this fatal)\n${why}`]]);
+    assert.deepEqual(auto.lines, [['error', `Lifespan startup did not complete: ${why}; serving without lifespan (--lifespan on makes this fatal)`]]);
     const on = runner('on');
     await assert.rejects(on.lifespan.startup(returnAfterReceive), { name: 'LifespanStartupError', message: why });
-    assert.deepEqual(on.lines, [['error', `Exception in 'lifespan' startup\n${why}`]]);
+    assert.deepEqual(on.lines, [['error', `Lifespan startup did not complete: ${why}`]]);
   });
 
   test('off: the app is never called, and shutdown resolves at once', async () => {

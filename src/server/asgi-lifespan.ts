@@ -14,17 +14,19 @@
 // those events — the app calling receive() or send(), its function returning or raising, the
 // server asking for shutdown — and carries out the outcome. The steps:
 //
-//   ┌──────┐ receive(): gets ┌──────────┐ startup.complete ┌─────────┐ shutdown  ┌──────────┐
-//   │ idle │ ──────────────▶ │ starting │ ───────────────▶ │ started │ ────────▶ │ stopping │
-//   └──────┘ lifespan.startup└──────────┘  (port served)   └─────────┘ requested └──────────┘
-//      │                        │      │                      │                      │
-//      │ returns or raises      │      │ startup.failed       │ returns or raises:   │ shutdown.complete
-//      │ before receiving:      │      │ (exit 3)             │ done with lifespan,  │ or .failed, or
-//      │ no lifespan support    │      │                      │ shutdown won't wait  │ returns, raises
-//      ▼                        │      ▼                      ▼                      ▼
-//   ┌─────────────┐ ◀───────────┘   ┌─────────────────────────────────────────────────────────┐
-//   │ unsupported │ returns/raises  │                        finished                         │
-//   └─────────────┘ after receiving └─────────────────────────────────────────────────────────┘
+//   ┌──────┐  receive()   ┌──────────┐ startup.complete ┌─────────┐  shutdown   ┌──────────┐
+//   │ idle │ ───────────▶ │ starting │ ───────────────▶ │ started │ ──────────▶ │ stopping │
+//   └──────┘              └──────────┘  (port served)   └─────────┘  requested  └──────────┘
+//      │                    │     │                         │                      │
+//      │ returns or raises  │     │ startup.failed          │ returns or raises:   │ .complete,
+//      │ before receiving   │     │ (exit 3)                │ done with lifespan,  │ .failed,
+//      │ (no lifespan       │     │                         │ shutdown won't wait  │ returns or
+//      │  support)          │     │                         │                      │ raises
+//      ▼                    │     ▼                         ▼                      ▼
+//   ┌─────────────┐ returns │   ┌──────────────────────────────────────────────────────────┐
+//   │ unsupported │ ◀───────┘   │                         finished                         │
+//   └─────────────┘ or raises   └──────────────────────────────────────────────────────────┘
+//                   after receiving
 //
 // `unsupported` is "serving without lifespan": the app raised or returned before it completed its
 // startup. The spec says a server must then carry on without lifespan events; --lifespan picks
@@ -292,12 +294,13 @@ export class Lifespan {
       }
       case 'startup-error': {
         const why = raised ? message : "the application returned after receiving 'lifespan.startup' without answering it";
-        const detail = raised ? stack : why;
+        const what = raised ? "Exception in 'lifespan' startup" : `Lifespan startup did not complete: ${why}`;
+        const detail = raised ? `\n${stack}` : '';
         if (this.mode === 'on') {
-          this.logger.error(`Exception in 'lifespan' startup\n${detail}`);
+          this.logger.error(`${what}${detail}`);
           this.startupAnswer.resolve(new LifespanStartupError(why));
         } else {
-          this.logger.error(`Exception in 'lifespan' startup; serving without lifespan (--lifespan on makes this fatal)\n${detail}`);
+          this.logger.error(`${what}; serving without lifespan (--lifespan on makes this fatal)${detail}`);
           this.startupAnswer.resolve(null);
         }
         this.shutdownAnswer.resolve(null);
