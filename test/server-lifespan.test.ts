@@ -1,7 +1,8 @@
 // The lifespan protocol through real server processes: startup before serving, `state` copied into
-// each request, apps without lifespan support, failed startups, and graceful shutdown on SIGTERM
-// (WebSockets closed with 1001, in-flight requests finished, lifespan.shutdown, exit 0, bounded by
-// --timeout-graceful-shutdown).
+// each request, apps without lifespan support and failed startups under --lifespan auto, on and
+// off, and graceful shutdown on SIGTERM (WebSockets closed with 1001, in-flight requests finished,
+// lifespan.shutdown, exit 0, bounded by --timeout-graceful-shutdown, and not waiting for a
+// lifespan function that has already returned).
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -12,6 +13,9 @@ import { connectRaw, httpOnce, openHttp, waitForOutput, waitForProbe } from './h
 const TIMEOUT = { timeout: 20_000 };
 
 const get = (target: string) => `GET ${target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n`;
+
+/** A log line as logger.ts writes it: `LEVEL:    [pid] message`. */
+const logLine = (level: string, message: string) => new RegExp(`^${level}: +\\[\\d+\\] ${message}`, 'm');
 
 describe('startup and state (http-probe.mjs: a 300 ms startup that fills state)', () => {
   let server: RunningServer;
@@ -61,35 +65,77 @@ describe('startup and state (http-probe.mjs: a 300 ms startup that fills state)'
   });
 });
 
-describe('apps without lifespan or with a failing startup', () => {
-  test('an app that raises on the lifespan scope before receiving is served anyway', TIMEOUT, async () => {
+describe('apps without lifespan or with a failing startup (--lifespan auto, on, off)', () => {
+  test('auto: an app that raises on the lifespan scope before receiving is served; one info line says why', TIMEOUT, async () => {
     const server = await startServer({ args: ['--app', fixture('lifespan-unsupported.mjs')] });
     try {
       const res = await httpOnce(server.port, get('/'));
       assert.equal(res.status, 200);
       assert.equal(res.body.toString(), 'served without lifespan');
+      await waitForOutput(server, /appears unsupported/); // stderr may be read after stdout
       const lines = server.output().split('\n').filter((line) => /lifespan/i.test(line));
       assert.equal(lines.length, 1, `exactly one line says lifespan is not supported:\n${server.output()}`);
+      assert.match(lines[0]!, logLine('INFO', "ASGI 'lifespan' protocol appears unsupported \\(Error: lifespan-unsupported: this app has no lifespan support\\); serving without it$"));
+      assert.doesNotMatch(server.output(), /^\s+at /m, 'no stack trace');
     } finally {
       assert.equal(await server.stop(), 0);
     }
   });
 
-  test('lifespan.startup.failed: the message is printed, nothing is served, exit code 3', TIMEOUT, async () => {
-    const run = await runMain(['--app', fixture('lifespan-startup-failed.mjs'), '--port', '0', '--host', '127.0.0.1']);
+  test('on: the same app is fatal: the exception is logged with its stack, nothing is served, exit 3', TIMEOUT, async () => {
+    const run = await runMain(['--app', fixture('lifespan-unsupported.mjs'), '--lifespan', 'on', '--port', '0', '--host', '127.0.0.1']);
     const output = run.stdout + run.stderr;
     assert.equal(run.code, 3, `exit code 3 expected; output:\n${output}`);
-    assert.match(output, /fixture: database unreachable/);
+    assert.match(output, logLine('ERROR', "Exception in 'lifespan' protocol \\(--lifespan on requires lifespan support\\)\nError: lifespan-unsupported: this app has no lifespan support\n +at "));
+    assert.match(output, logLine('ERROR', 'Application startup failed: lifespan-unsupported: this app has no lifespan support$'));
     assert.doesNotMatch(output, /listening on/);
   });
 
-  test('an exception after lifespan.startup: the error is printed, nothing is served, exit non-zero', TIMEOUT, async () => {
-    const run = await runMain(['--app', fixture('lifespan-startup-throws.mjs'), '--port', '0', '--host', '127.0.0.1']);
+  for (const mode of ['auto', 'on']) {
+    test(`${mode}: lifespan.startup.failed: the message is printed, nothing is served, exit code 3`, TIMEOUT, async () => {
+      const run = await runMain(['--app', fixture('lifespan-startup-failed.mjs'), '--lifespan', mode, '--port', '0', '--host', '127.0.0.1']);
+      const output = run.stdout + run.stderr;
+      assert.equal(run.code, 3, `exit code 3 expected; output:\n${output}`);
+      assert.match(output, logLine('ERROR', 'Application startup failed: fixture: database unreachable$'));
+      assert.doesNotMatch(output, /listening on/);
+    });
+  }
+
+  test('auto: an exception after lifespan.startup is logged with its stack at error level, and the app is served', TIMEOUT, async () => {
+    const server = await startServer({ args: ['--app', fixture('lifespan-startup-throws.mjs')] });
+    try {
+      // stderr and stdout are separate pipes: the log line may be read after "listening on".
+      await waitForOutput(server, logLine('ERROR', "Exception in 'lifespan' startup; serving without lifespan \\(--lifespan on makes this fatal\\)\nError: fixture: startup exploded\n +at "));
+      const res = await httpOnce(server.port, get('/'));
+      assert.equal(res.status, 200);
+      assert.equal(res.body.toString(), 'served anyway');
+    } finally {
+      // Without lifespan there is no lifespan.shutdown to wait for.
+      assert.equal(await server.stop(), 0);
+    }
+  });
+
+  test('on: an exception after lifespan.startup is logged with its stack, nothing is served, exit 3', TIMEOUT, async () => {
+    const run = await runMain(['--app', fixture('lifespan-startup-throws.mjs'), '--lifespan', 'on', '--port', '0', '--host', '127.0.0.1']);
     const output = run.stdout + run.stderr;
-    assert.equal(typeof run.code, 'number', `exited by itself, not by ${run.code}`);
-    assert.notEqual(run.code, 0, `non-zero exit expected; output:\n${output}`);
-    assert.match(output, /fixture: startup exploded/);
+    assert.equal(run.code, 3, `exit code 3 expected; output:\n${output}`);
+    assert.match(output, logLine('ERROR', "Exception in 'lifespan' startup\nError: fixture: startup exploded\n +at "));
+    assert.match(output, logLine('ERROR', 'Application startup failed: fixture: startup exploded$'));
     assert.doesNotMatch(output, /listening on/);
+  });
+
+  test('off: the lifespan scope never runs: no startup, empty state, no shutdown', TIMEOUT, async () => {
+    const server = await startServer({ args: ['--app', fixture('http-probe.mjs'), '--lifespan', 'off'] });
+    try {
+      const res = await httpOnce(server.port, get('/state'));
+      assert.equal(res.status, 200);
+      assert.deepEqual(JSON.parse(res.body.toString()), {});
+    } finally {
+      assert.equal(await server.stop(), 0);
+    }
+    // The process has exited: everything it would ever print is in the output.
+    assert.doesNotMatch(server.output(), /PROBE - (startup-complete|shutdown)/);
+    assert.doesNotMatch(server.output(), /lifespan/i);
   });
 });
 
@@ -104,9 +150,11 @@ describe('graceful shutdown', () => {
       const started = Date.now();
       server.proc.kill('SIGTERM');
       const close = await ws.waitClose(5000);
-      // The contract allows 1012 ("service restart", as uvicorn sends) besides 1001 "going away".
-      assert.ok(close.code === 1001 || close.code === 1012, `close 1001 (or 1012) expected, got ${close.code}`);
-      await ws.sendClose(close.code ?? 1000);
+      // The contract allows 1001 "going away" or 1012 as uvicorn sends; this server sends 1001
+      // (asgi-websocket.ts, WebSocketSession.shutdown), with its reason.
+      assert.equal(close.code, 1001);
+      assert.equal(close.reason, 'server shutting down');
+      await ws.sendClose(1001);
       assert.equal(await server.exited, 0, `exit 0 expected; output:\n${server.output()}`);
       assert.ok(Date.now() - started < 5000, 'exited within --timeout-graceful-shutdown');
       assert.match(server.output(), /ECHO lifespan\.shutdown/, 'lifespan.shutdown ran');
@@ -123,6 +171,37 @@ describe('graceful shutdown', () => {
       assert.equal(res.body.toString(), 'hi');
       assert.equal(await server.stop('SIGINT'), 0);
       assert.match(server.output(), /ECHO lifespan\.shutdown/);
+    } finally {
+      await server.stop('SIGKILL');
+    }
+  });
+
+  test('a lifespan function that returned after startup.complete does not hold up shutdown', { timeout: 45_000 }, async () => {
+    // Before the fix the server waited the whole grace period for a shutdown.complete that the
+    // finished lifespan function could never send. A grace period far longer than any shutdown
+    // makes "exited before it ended" the assertion, not a timing threshold.
+    const GRACE_SECONDS = 30;
+    const server = await startServer({ args: ['--app', fixture('lifespan-returns-after-startup.mjs'), '--timeout-graceful-shutdown', String(GRACE_SECONDS)] });
+    try {
+      await waitForOutput(server, /RETURNED lifespan/);
+      const res = await httpOnce(server.port, get('/'));
+      assert.equal(res.body.toString(), 'ok', 'it serves after its lifespan function returned');
+      server.proc.kill('SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<string>((resolve) => { timer = setTimeout(() => resolve('still running when the grace period ended'), GRACE_SECONDS * 1000); });
+      const code = await Promise.race([server.exited, graceOver]).finally(() => clearTimeout(timer));
+      assert.equal(code, 0, `exit 0 before the grace period ended; output:\n${server.output()}`);
+      assert.doesNotMatch(server.output(), /timed out/);
+    } finally {
+      await server.stop('SIGKILL');
+    }
+  });
+
+  test('lifespan.shutdown.failed: the message is logged and the exit code is 1', TIMEOUT, async () => {
+    const server = await startServer({ args: ['--app', fixture('lifespan-shutdown-failed.mjs')] });
+    try {
+      assert.equal(await server.stop('SIGTERM'), 1, `exit 1 expected; output:\n${server.output()}`);
+      assert.match(server.output(), logLine('ERROR', 'Application shutdown failed: fixture: could not flush$'));
     } finally {
       await server.stop('SIGKILL');
     }
@@ -146,7 +225,8 @@ describe('graceful shutdown', () => {
         new Promise<string>((resolve) => setTimeout(() => resolve('still running after 6 s'), 6000)),
       ]);
       const elapsed = Date.now() - started;
-      assert.equal(typeof code, 'number', `the server must exit by itself after about 1 s: ${code}`);
+      assert.equal(code, 0, `the server must exit by itself, with 0, after about 1 s: ${code}\n${server.output()}`);
+      assert.match(server.output(), logLine('WARNING', 'Application shutdown timed out$'));
       assert.ok(elapsed >= 900, `it waited for the shutdown for about 1 s, not ${elapsed} ms`);
     } finally {
       await server.stop('SIGKILL');

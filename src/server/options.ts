@@ -1,6 +1,7 @@
 // Command-line options, uvicorn-familiar, parsed with node:util's parseArgs. A bad flag becomes a
 // UsageError with one line saying what is wrong; main.ts prints it with the usage and exits 2.
 import { parseArgs } from 'node:util';
+import { LIFESPAN_MODES, type LifespanMode } from './asgi-lifespan.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 
 export interface ServerOptions {
@@ -11,6 +12,8 @@ export interface ServerOptions {
   workers: number;
   rootPath: string;
   logLevel: LogLevel;
+  /** Run the app's lifespan scope: `auto` forgives an app without it, `on` requires it, `off` skips it. */
+  lifespan: LifespanMode;
   /** Largest WebSocket message accepted, in bytes (1009 above it). */
   wsMaxSize: number;
   /** Seconds between heartbeat pings; 0 disables them. */
@@ -39,6 +42,9 @@ Options:
   --workers N                        worker processes sharing the port (default 1)
   --root-path PATH                   ASGI root_path for apps mounted under a prefix (default "")
   --log-level LEVEL                  debug, info, warning or error (default info)
+  --lifespan MODE                    auto: run the app's lifespan scope; if it raises before
+                                     completing startup, log that and serve without lifespan;
+                                     on: that is fatal (exit 3); off: never run it (default auto)
   --ws-max-size BYTES                largest WebSocket message (default 1048576)
   --ws-ping-interval SECONDS         heartbeat ping interval, 0 disables (default 20)
   --ws-ping-timeout SECONDS          drop a peer silent this long after a ping, 0 disables (default 20)
@@ -66,6 +72,7 @@ export function parseOptions(argv: string[]): ServerOptions {
         workers: { type: 'string' },
         'root-path': { type: 'string' },
         'log-level': { type: 'string' },
+        lifespan: { type: 'string' },
         'ws-max-size': { type: 'string' },
         'ws-ping-interval': { type: 'string' },
         'ws-ping-timeout': { type: 'string' },
@@ -77,8 +84,15 @@ export function parseOptions(argv: string[]): ServerOptions {
       },
     }));
   } catch (error) {
-    // parseArgs' messages are long and mention internals; keep their first sentence.
-    throw new UsageError((error as Error).message.split('. ')[0]!.replace(/\.$/, ''));
+    const message = (error as Error).message;
+    // `--port -1`: parseArgs will not take a value that looks like a flag, and says so in three
+    // lines; say it in one, with the way out.
+    const ambiguous = /^Option '(--[\w-]+)' argument is ambiguous/.exec(message);
+    if (ambiguous) throw new UsageError(`${ambiguous[1]} needs a value; to give one that starts with "-", write ${ambiguous[1]}=VALUE`);
+    const missing = /^Option '(--[\w-]+)(?: <value>)?' argument missing/.exec(message);
+    if (missing) throw new UsageError(`${missing[1]} needs a value`);
+    // The others are long and mention internals; keep their first sentence.
+    throw new UsageError(message.split(/\.\s/)[0]!.replace(/\.$/, ''));
   }
   const text = (name: string, fallback: string): string => {
     const value = values[name];
@@ -89,6 +103,10 @@ export function parseOptions(argv: string[]): ServerOptions {
   const logLevel = text('log-level', 'info');
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  }
+  const lifespan = text('lifespan', 'auto');
+  if (!(LIFESPAN_MODES as readonly string[]).includes(lifespan)) {
+    throw new UsageError(`--lifespan must be one of ${LIFESPAN_MODES.join(', ')}, got "${lifespan}"`);
   }
   const rootPath = text('root-path', '');
   if (rootPath !== '' && (!rootPath.startsWith('/') || rootPath.endsWith('/'))) {
@@ -101,6 +119,7 @@ export function parseOptions(argv: string[]): ServerOptions {
     workers: integer('workers', text('workers', '1'), 1, 256),
     rootPath,
     logLevel: logLevel as LogLevel,
+    lifespan: lifespan as LifespanMode,
     wsMaxSize: integer('ws-max-size', text('ws-max-size', '1048576'), 1, 2 ** 31 - 1),
     wsPingInterval: seconds('ws-ping-interval', text('ws-ping-interval', '20')),
     wsPingTimeout: seconds('ws-ping-timeout', text('ws-ping-timeout', '20')),

@@ -23,7 +23,7 @@ export const EXIT_STARTUP_FAILED = 3;
 export interface ListeningMessage { type: 'asgi:listening'; host: string; port: number }
 
 export async function serve(app: Application, options: ServerOptions): Promise<void> {
-  const lifespan = new Lifespan();
+  const lifespan = new Lifespan(options.lifespan);
   try {
     await lifespan.startup(app);
   } catch (error) {
@@ -104,7 +104,8 @@ export async function serve(app: Application, options: ServerOptions): Promise<v
       log.warning('Graceful shutdown timed out: closing the remaining connections');
       server.closeAllConnections();
     }
-    // 3. lifespan.shutdown, bounded by what is left of the grace period.
+    // 3. lifespan.shutdown, bounded by what is left of the grace period (no wait at all when the
+    //    app runs without lifespan or its lifespan function has already ended).
     const failure = await raceDeadline(lifespan.shutdown(), deadline);
     if (failure === undefined) log.warning('Application shutdown timed out');
     else if (failure !== null) log.error(`Application shutdown failed: ${failure}`);

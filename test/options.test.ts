@@ -1,0 +1,207 @@
+// parseOptions (src/server/options.ts), in process: the defaults, every flag, and every usage error
+// with its exact one-line message (main.ts prints it with the usage and exits 2; cli.test.ts checks
+// that part through the real command).
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { USAGE, UsageError, parseOptions, type ServerOptions } from '../src/server/options.js';
+
+const DEFAULTS: ServerOptions = {
+  host: '127.0.0.1',
+  port: 8080,
+  app: null,
+  workers: 1,
+  rootPath: '',
+  logLevel: 'info',
+  lifespan: 'auto',
+  wsMaxSize: 1048576,
+  wsPingInterval: 20,
+  wsPingTimeout: 20,
+  timeoutGracefulShutdown: 10,
+  timeoutKeepAlive: 5,
+  limitConcurrency: 10000,
+  help: false,
+  version: false,
+};
+
+/** Asserts that parsing `argv` throws a UsageError with exactly `message`. */
+function rejects(argv: string[], message: string): void {
+  assert.throws(() => parseOptions(argv), (error: unknown) => {
+    assert.ok(error instanceof UsageError, `a UsageError, got ${String(error)}`);
+    assert.equal(error.message, message);
+    return true;
+  });
+}
+
+describe('defaults', () => {
+  test('no arguments: every default', () => {
+    assert.deepEqual(parseOptions([]), DEFAULTS);
+  });
+
+  test('the usage states each default that parseOptions applies', () => {
+    for (const stated of ['default 127.0.0.1', 'default 8080', 'default 1)', 'default "")', 'default info', 'default auto', 'default 1048576', 'default 20)', 'default 10)', 'default 5)', 'default 10000']) {
+      assert.ok(USAGE.includes(stated), `the usage says "${stated}"`);
+    }
+  });
+});
+
+describe('every flag', () => {
+  test('each flag sets its field', () => {
+    const argv = [
+      '--host', '0.0.0.0', '--port', '9000', '--app', 'examples/echo.mjs', '--workers', '4',
+      '--root-path', '/chat', '--log-level', 'debug', '--lifespan', 'on', '--ws-max-size', '65536',
+      '--ws-ping-interval', '2.5', '--ws-ping-timeout', '0', '--timeout-graceful-shutdown', '30',
+      '--timeout-keep-alive', '0.25', '--limit-concurrency', '50', '--help', '--version',
+    ];
+    assert.deepEqual(parseOptions(argv), {
+      host: '0.0.0.0',
+      port: 9000,
+      app: 'examples/echo.mjs',
+      workers: 4,
+      rootPath: '/chat',
+      logLevel: 'debug',
+      lifespan: 'on',
+      wsMaxSize: 65536,
+      wsPingInterval: 2.5,
+      wsPingTimeout: 0,
+      timeoutGracefulShutdown: 30,
+      timeoutKeepAlive: 0.25,
+      limitConcurrency: 50,
+      help: true,
+      version: true,
+    } satisfies ServerOptions);
+  });
+
+  test('--flag=value works as --flag value', () => {
+    assert.deepEqual(parseOptions(['--port=9001', '--lifespan=off', '--root-path=/x']), { ...DEFAULTS, port: 9001, lifespan: 'off', rootPath: '/x' });
+  });
+
+  test('a flag given twice: the last one wins', () => {
+    assert.equal(parseOptions(['--port', '1', '--port', '2']).port, 2);
+  });
+
+  test('every flag parseOptions knows is in the usage', () => {
+    for (const flag of ['--host', '--port', '--app', '--workers', '--root-path', '--log-level', '--lifespan', '--ws-max-size', '--ws-ping-interval', '--ws-ping-timeout', '--timeout-graceful-shutdown', '--timeout-keep-alive', '--limit-concurrency', '--help', '--version']) {
+      assert.match(USAGE, new RegExp(`^  ${flag}\\b`, 'm'), `the usage has a line for ${flag}`);
+    }
+  });
+});
+
+describe('--lifespan', () => {
+  for (const mode of ['auto', 'on', 'off'] as const) {
+    test(mode, () => assert.equal(parseOptions(['--lifespan', mode]).lifespan, mode));
+  }
+
+  test('anything else is a usage error (the values are case-sensitive)', () => {
+    rejects(['--lifespan', 'maybe'], '--lifespan must be one of auto, on, off, got "maybe"');
+    rejects(['--lifespan', 'ON'], '--lifespan must be one of auto, on, off, got "ON"');
+    rejects(['--lifespan='], '--lifespan needs a value');
+  });
+});
+
+describe('--port', () => {
+  test('0 (pick a free port) and 65535 are accepted', () => {
+    assert.equal(parseOptions(['--port', '0']).port, 0);
+    assert.equal(parseOptions(['--port', '65535']).port, 65535);
+  });
+
+  test('out of range, not a whole number, or empty', () => {
+    rejects(['--port', '65536'], '--port must be a whole number from 0 to 65535, got "65536"');
+    rejects(['--port', 'abc'], '--port must be a whole number from 0 to 65535, got "abc"');
+    rejects(['--port', '80.5'], '--port must be a whole number from 0 to 65535, got "80.5"');
+    rejects(['--port', ' 80'], '--port must be a whole number from 0 to 65535, got " 80"');
+    rejects(['--port=-1'], '--port must be a whole number from 0 to 65535, got "-1"');
+    rejects(['--port', '99999999999999999999'], '--port must be a whole number from 0 to 65535, got "99999999999999999999"');
+    rejects(['--port='], '--port needs a value');
+  });
+});
+
+describe('the other whole numbers', () => {
+  test('--workers: 1 to 256', () => {
+    assert.equal(parseOptions(['--workers', '256']).workers, 256);
+    rejects(['--workers', '0'], '--workers must be a whole number from 1 to 256, got "0"');
+    rejects(['--workers', '257'], '--workers must be a whole number from 1 to 256, got "257"');
+  });
+
+  test('--ws-max-size: 1 to 2^31 - 1 bytes', () => {
+    assert.equal(parseOptions(['--ws-max-size', '2147483647']).wsMaxSize, 2147483647);
+    rejects(['--ws-max-size', '0'], '--ws-max-size must be a whole number from 1 to 2147483647, got "0"');
+    rejects(['--ws-max-size', '2147483648'], '--ws-max-size must be a whole number from 1 to 2147483647, got "2147483648"');
+    rejects(['--ws-max-size', 'big'], '--ws-max-size must be a whole number from 1 to 2147483647, got "big"');
+  });
+
+  test('--limit-concurrency: 1 to 10,000,000', () => {
+    assert.equal(parseOptions(['--limit-concurrency', '10000000']).limitConcurrency, 10_000_000);
+    rejects(['--limit-concurrency', '0'], '--limit-concurrency must be a whole number from 1 to 10000000, got "0"');
+    rejects(['--limit-concurrency', '10000001'], '--limit-concurrency must be a whole number from 1 to 10000000, got "10000001"');
+  });
+});
+
+describe('seconds', () => {
+  const flags = [
+    ['--ws-ping-interval', 'wsPingInterval'],
+    ['--ws-ping-timeout', 'wsPingTimeout'],
+    ['--timeout-graceful-shutdown', 'timeoutGracefulShutdown'],
+    ['--timeout-keep-alive', 'timeoutKeepAlive'],
+  ] as const;
+  for (const [flag, field] of flags) {
+    test(`${flag}: whole or decimal seconds from 0 to 86400`, () => {
+      assert.equal(parseOptions([flag, '0'])[field], 0);
+      assert.equal(parseOptions([flag, '0.5'])[field], 0.5);
+      assert.equal(parseOptions([flag, '86400'])[field], 86400);
+      const bad = (value: string) => rejects([`${flag}=${value}`], `${flag} must be a number of seconds from 0 to 86400, got "${value}"`);
+      bad('86400.5');
+      bad('-1');
+      bad('.5');
+      bad('1e3');
+      bad('5s');
+      bad('abc');
+    });
+  }
+});
+
+describe('--root-path', () => {
+  test('empty (the default), or a path that starts with "/" and does not end with one', () => {
+    assert.equal(parseOptions(['--root-path', '']).rootPath, '');
+    assert.equal(parseOptions(['--root-path', '/api']).rootPath, '/api');
+    assert.equal(parseOptions(['--root-path', '/api/v1']).rootPath, '/api/v1');
+  });
+
+  test('anything else is a usage error', () => {
+    rejects(['--root-path', 'api'], '--root-path must start with "/" and not end with one, got "api"');
+    rejects(['--root-path', '/api/'], '--root-path must start with "/" and not end with one, got "/api/"');
+    rejects(['--root-path', '/'], '--root-path must start with "/" and not end with one, got "/"');
+  });
+});
+
+describe('text flags and parseArgs errors', () => {
+  test('--host, --app and --log-level need a non-empty value', () => {
+    rejects(['--host='], '--host needs a value');
+    rejects(['--app='], '--app needs a value');
+    rejects(['--log-level='], '--log-level needs a value');
+  });
+
+  test('--log-level: one of the four levels', () => {
+    for (const level of ['debug', 'info', 'warning', 'error'] as const) assert.equal(parseOptions(['--log-level', level]).logLevel, level);
+    rejects(['--log-level', 'loud'], '--log-level must be one of debug, info, warning, error, got "loud"');
+  });
+
+  test('an unknown flag, a short flag, a positional argument, a value for a boolean', () => {
+    rejects(['--bogus'], "Unknown option '--bogus'");
+    rejects(['-p', '80'], "Unknown option '-p'");
+    rejects(['serve'], "Unexpected argument 'serve'");
+    rejects(['--help=yes'], "Option '--help' does not take an argument");
+  });
+
+  test('a flag without its value, at the end or followed by something that looks like a flag', () => {
+    rejects(['--port'], '--port needs a value');
+    rejects(['--app'], '--app needs a value');
+    rejects(['--port', '-1'], '--port needs a value; to give one that starts with "-", write --port=VALUE');
+    rejects(['--port', '--workers', '2'], '--port needs a value; to give one that starts with "-", write --port=VALUE');
+  });
+
+  test('every message is one line', () => {
+    for (const argv of [['--bogus'], ['--port'], ['--port', '-1'], ['x'], ['--help=1'], ['--lifespan', 'x']]) {
+      assert.throws(() => parseOptions(argv), (error: Error) => !error.message.includes('\n'));
+    }
+  });
+});
