@@ -17,6 +17,7 @@ import {
   DEFAULT_MAX_MEMBERS_PER_ROOM,
   DEFAULT_MAX_ROOMS_PER_USER,
   DEFAULT_ROOM_LIMITS,
+  MAX_QUEUED_OUTCOMES,
   PRESENCE_INTERVAL_MS,
   RoomService,
   type OutletId,
@@ -233,6 +234,7 @@ describe('defaults', () => {
     assert.equal(DEFAULT_MAX_ROOMS_PER_USER, 100);
     assert.deepEqual(DEFAULT_ROOM_LIMITS, { historySize: 50, maxMembersPerRoom: 100, maxRoomsPerUser: 100, maxMessageLength: 4096 });
     assert.equal(PRESENCE_INTERVAL_MS, 1000);
+    assert.equal(MAX_QUEUED_OUTCOMES, 10_000);
   });
 });
 
@@ -698,6 +700,28 @@ describe('unavailable', () => {
     assert.deepEqual(world.take(bob), [error('s1', 'select_room', 'unavailable', UNAVAILABLE)]);
     // Handled after the failure has left: answered normally.
     assert.equal((await ask(world, bob, { action: 'list_rooms', uuid: 'l1' })).status, 'success');
+  });
+});
+
+describe('a store that stops settling', () => {
+  test('beyond MAX_QUEUED_OUTCOMES waiting, requests are answered unavailable at once and not handled', async () => {
+    const { world, store } = manualWorld();
+    const alice = world.connect('alice');
+    world.send(alice, { action: 'create_room', uuid: 'c1', name: 'r', users: [] });
+    for (let i = 1; i < MAX_QUEUED_OUTCOMES; i++) world.send(alice, { action: 'new_message', uuid: `n${i}`, room: FIRST_ROOM, text: 'x' });
+    assert.equal(store.pending.length, MAX_QUEUED_OUTCOMES);
+    assert.deepEqual(alice.inbox, []);
+    world.send(alice, { action: 'new_message', uuid: 'over', room: FIRST_ROOM, text: 'x' });
+    world.send(alice, { action: 'list_rooms', uuid: 'over2' });
+    // Synchronously, from within handle(), and nothing stored.
+    assert.deepEqual(world.take(alice), [error('over', 'new_message', 'unavailable', UNAVAILABLE), error('over2', 'list_rooms', 'unavailable', UNAVAILABLE)]);
+    assert.equal(store.pending.length, MAX_QUEUED_OUTCOMES);
+    assert.equal(world.memory.findMessage('alice', 'over'), undefined);
+    // Once the store catches up, requests are handled again.
+    for (const write of store.pending) write.resolve();
+    await world.settle();
+    assert.equal(world.take(alice).length, 1 + MAX_QUEUED_OUTCOMES); // the answer, the room_update, the messages
+    assert.equal((await ask(world, alice, { action: 'list_rooms', uuid: 'l1' })).status, 'success');
   });
 });
 

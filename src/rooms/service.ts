@@ -117,6 +117,14 @@ export const DEFAULT_ROOM_LIMITS: RoomLimits = {
 /** At most one presence push per room per this many ms (the protocol's "one per room per second"). */
 export const PRESENCE_INTERVAL_MS = 1000;
 
+/**
+ * Outcomes waiting to leave, at most. They wait for the store: if its writes stop settling (a disk
+ * that hangs), every request would otherwise add one more, without end. Above this, a request is
+ * answered `unavailable` at once and not handled. 10,000 is seconds of traffic at the default rate
+ * limit for hundreds of busy connections, far beyond the few a healthy store keeps in flight.
+ */
+export const MAX_QUEUED_OUTCOMES = 10_000;
+
 const UNAVAILABLE_MESSAGE = 'the message log cannot take writes now: nothing was stored; retry later with the same uuid';
 const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -149,6 +157,8 @@ export class RoomService {
   private readonly presence = new Map<number, PresenceState>();
   /** The last queued outcome: each new one is chained after it (see "Order" at the top). */
   private tail: Promise<void> = RESOLVED;
+  /** Outcomes queued and not yet left (bounded by MAX_QUEUED_OUTCOMES). */
+  private queued = 0;
   /** Outcomes whose own write failed, counted as they leave (see "Failures" at the top). */
   private failedWrites = 0;
   private closed = false;
@@ -207,11 +217,15 @@ export class RoomService {
 
   /**
    * Handles a request checked by parseRoomRequest, from connection `conn` of `user` on `outlet`.
-   * Everything it sends leaves later, through `output`, in handling order (settled() waits for it).
+   * Everything it sends leaves later, through `output`, in handling order (settled() waits for it),
+   * with one exception: when MAX_QUEUED_OUTCOMES are waiting for the store, the request is not
+   * handled and `unavailable` is replied at once, from within this call (it changed nothing, so it
+   * needs no place in the order).
    */
   handle(outlet: OutletId, conn: ConnectionId, user: string, request: ServiceRequest): void {
     if (this.closed) return;
     const requester: Requester = { outlet, conn, user, uuid: request.uuid, action: request.action };
+    if (this.queued >= MAX_QUEUED_OUTCOMES) return this.replyUnavailable(requester);
     switch (request.action) {
       case 'create_room':
         return this.createRoom(requester, request.name, request.users);
@@ -377,7 +391,7 @@ export class RoomService {
     this.enqueue(RESOLVED, () => this.reply(requester, answerError(requester.uuid, requester.action, code, message)), () => this.replyUnavailable(requester));
   }
 
-  /** Answers `unavailable` now (called as an outcome leaves). */
+  /** Answers `unavailable` now (as an outcome leaves, or when too many wait). */
   private replyUnavailable(requester: Requester): void {
     this.reply(requester, answerError(requester.uuid, requester.action, 'unavailable', UNAVAILABLE_MESSAGE));
   }
@@ -396,11 +410,13 @@ export class RoomService {
    */
   private enqueue<T>(write: Promise<T>, send: (value: T) => void, failed: () => void): void {
     const failedBefore = this.failedWrites;
+    this.queued++;
     // Handlers go on the write now: a rejection with no handler yet is reported by Node as unhandled.
     const settled = write.then((value) => ({ value }), () => null);
     this.tail = this.tail
       .then(() => settled)
       .then((result) => {
+        this.queued--;
         if (result === null) {
           this.failedWrites++;
           failed();
