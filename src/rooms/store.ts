@@ -1,0 +1,154 @@
+// What the rooms keep: rooms, their members, their messages, and the table that recognises a
+// retried message. This file is the contract between the RoomService (src/rooms/service.ts), which
+// decides, and a store, which remembers. MemoryStore (memory-store.ts) is the first store; a durable
+// file log and then Redis come next, behind this same interface.
+//
+// Theory of operation:
+//
+//   Reads are synchronous; writes return promises.
+//     The primary process keeps the rooms, their members and their recent history in memory with
+//     every backend: memory is where requests are answered from. A durable log exists so that an
+//     acknowledgement survives a restart, and later so that several machines can share rooms
+//     through Redis; neither is read on the path of a request. So a read is a plain call on the
+//     memory, and the service can check a request and act on it in one synchronous step: two
+//     create_room requests from a user at 99 of 100 rooms cannot both pass the check, because no
+//     await can come between a check and its write. (With promise-based reads every check would
+//     need a lock, and a request would wait for I/O to learn what memory already knows.)
+//
+//   A write is applied to memory when it is called, and its promise resolves once it is durable.
+//     The call assigns what the store assigns (a room's id, a message's id), changes the memory that
+//     reads see, and starts the write; the promise resolves to the same value once the write would
+//     survive a crash (for a file log: after fsync). Meanwhile the service holds every answer that
+//     depends on the write (see service.ts), so nobody hears of a write before it is durable. A file
+//     log can then make one fsync for all the writes called in one turn of the event loop (group
+//     commit) instead of one each.
+//
+//   Write promises settle in call order.
+//     A log is written in order, so a later write cannot be durable while an earlier one is not.
+//
+//   A write that cannot be taken fails without a trace, and takes the later ones with it.
+//     - A store that knows it cannot take writes now (the disk is full, Redis is unreachable)
+//       throws StoreUnavailableError from the call itself, having changed nothing.
+//     - A write that was accepted but then failed to become durable rejects its promise with
+//       StoreUnavailableError. The store undoes it in memory, and with it every later write that
+//       has not settled yet (they reject too, in order): those were applied on top of it, and a log
+//       cannot keep a later entry without the earlier one. A store that cannot know what reached
+//       the disk (fsync failed: the page cache may or may not have written it) must not reject,
+//       and must stop the process instead, as PostgreSQL does, so that recovery reads the log.
+//     The client of a failed write gets `unavailable` (the protocol: "nothing was stored; retry
+//     later with the same uuid").
+//
+//   Everything a store returns is immutable.
+//     A write replaces a room's object instead of changing it, so an answer built from a Room later
+//     says what was true when its request was handled (`readonly` in the types below says so to
+//     the compiler; the stores keep the promise).
+
+/** A room as the store keeps it. The protocol's room object is built from it by the service. */
+export interface Room {
+  /** A positive safe integer, never reused. */
+  readonly id: number;
+  /** 1 to 100 characters, as the client gave it. */
+  readonly name: string;
+  /**
+   * The members, in the order they joined (the creator first, then the others in the order the
+   * request listed them), without duplicates. Join order rather than sorted: it is what a person
+   * expects to read ("who started this room, who came next"), and it needs no sort on every change.
+   */
+  readonly users: readonly string[];
+  /** ms since the epoch: the room's creation or its latest message, whichever is later. */
+  readonly lastActivity: number;
+}
+
+/**
+ * A message, with exactly the fields of the protocol's message object (and in its order), so that
+ * JSON.stringify(message) is the message object.
+ */
+export interface Message {
+  /** Below 2^53, increasing within a room (a store uses one counter for all rooms), across restarts. */
+  readonly id: number;
+  /** The room's id. */
+  readonly room: number;
+  /** The author's user id. */
+  readonly user: string;
+  readonly text: string;
+  /** ms since the epoch, from the server's clock. */
+  readonly ts: number;
+}
+
+/** The answer of messagesSince. */
+export interface MessagesSince {
+  /** Oldest first: the messages with ids above `since`, or the last n of the room when !complete. */
+  readonly messages: readonly Message[];
+  /** True when `messages` holds every message of the room with an id above `since`. */
+  readonly complete: boolean;
+}
+
+/** See the top of this file: the store cannot take writes now, and nothing was changed. */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
+
+/**
+ * Retried messages are recognised by (user, uuid) among the most recent DEFAULT_DEDUPE_LIMIT
+ * messages of all rooms; the oldest entry is forgotten first. A client retries within seconds (it
+ * has not had its answer), so the table only needs to reach back that far: at the default rate
+ * limit of 20 requests per second per connection, 10,000 messages are 500 connection-seconds of
+ * flat-out sending. It is a count and not a time so that memory is bounded whatever the rate: each
+ * entry holds the original message (the retry gets it back), so the worst case is this many
+ * messages of CHAT_MAX_MESSAGE_LENGTH (10,000 × 4,096 characters: about 40 to 80 MB); the typical
+ * case, short messages most of which are also in a room's history, is a few MB.
+ */
+export const DEFAULT_DEDUPE_LIMIT = 10_000;
+
+/**
+ * The store. Callers (the service) check existence, membership and limits before writing: a write
+ * on a room that does not exist is a bug in the caller and throws an Error (not a rejection).
+ */
+export interface ChatStore {
+  // ---- writes: applied to memory at the call, settled in call order once durable ----------------
+
+  /**
+   * Creates a room whose members are `users` (in that order; repeats are kept once) and whose
+   * lastActivity is `ts`. Assigns the id.
+   */
+  createRoom(name: string, users: readonly string[], ts: number): Promise<Room>;
+
+  /** Adds the users who are not members yet, at the end, in the order given. Resolves to the room after. */
+  addUsers(roomId: number, users: readonly string[]): Promise<Room>;
+
+  /**
+   * Removes a member; resolves to the room after (its `users` without them). A room whose last
+   * member leaves is deleted with its history: only members can add users, so nobody could ever
+   * reach it again, and keeping it would let memory and the log grow for nothing.
+   */
+  removeUser(roomId: number, user: string): Promise<Room>;
+
+  /**
+   * Appends a message; assigns its id (above every id given before, in any room) and sets the
+   * room's lastActivity to `ts`. Records (user, uuid) for findMessage.
+   */
+  appendMessage(roomId: number, user: string, uuid: string, text: string, ts: number): Promise<Message>;
+
+  // ---- reads: synchronous, from memory, including writes not yet settled ------------------------
+
+  room(id: number): Room | undefined;
+
+  /** The user's rooms, in no particular order (the caller sorts what it shows). */
+  roomsOf(user: string): readonly Room[];
+
+  /** The message `user` sent with `uuid`, if it is still in the dedupe table (see DEFAULT_DEDUPE_LIMIT). */
+  findMessage(user: string, uuid: string): Message | undefined;
+
+  /** The room's last n messages, oldest first (fewer if it has fewer; none for an unknown room). */
+  lastMessages(roomId: number, n: number): readonly Message[];
+
+  /**
+   * The room's messages with ids above `sinceId`, oldest first, if the store still has all of
+   * them and they are at most n; otherwise the last n, with complete = false, so that the client
+   * knows it has a gap.
+   */
+  messagesSince(roomId: number, sinceId: number, n: number): MessagesSince;
+}
