@@ -1,9 +1,9 @@
 // The bundled chat application: one ASGI application that dispatches on the scope's type, the way
 // the Python original's `app(scope, receive, send)` did. Each handler lives in its own file.
 import type { Application } from './server/asgi-types.js';
-import { startBroadcastPrimary } from './broadcast.js';
 import { http } from './http.js';
 import { lifespan } from './lifespan.js';
+import { startChatPrimary } from './primary.js';
 import { log } from './server/logger.js';
 import { websocket } from './websocket.js';
 
@@ -27,9 +27,9 @@ export default application;
 
 /**
  * The contract's primary hook (../shared/contract.md, "The primary process"): with --workers N the
- * server calls it once in the cluster primary before forking, and this is where the broadcast loop
- * lives. A bad CHAT_* setting throws here, naming the variable, and the server exits 3.
+ * server calls it once in the cluster primary before forking, and this is where the lobby's
+ * broadcast loop and the rooms live (primary.ts). A bad CHAT_* setting throws here, naming the variable, and the server exits 3.
  */
 export function primary(): { stop(): void } {
-  return startBroadcastPrimary();
+  return startChatPrimary();
 }

@@ -31,8 +31,11 @@
 //   Flow control: IPC channels buffer without bound, so each side counts its messages not yet
 //     flushed; above IPC_HIGH the workers stop taking new chat messages from their clients (TCP
 //     then pushes back on publishers) until every count is under IPC_LOW. Nothing accepted is dropped.
-import cluster, { type Worker } from 'node:cluster';
-import { CHAT_LIMITS, readChatConfig, type ChatConfig } from './config.js';
+import cluster from 'node:cluster';
+import { CHAT_LIMITS, type ChatConfig } from './config.js';
+import { RoomsClient } from './rooms/client.js';
+import type { RoomsToPrimary, RoomsToWorker } from './rooms/ipc.js';
+import { RoomRouter } from './rooms/router.js';
 import { log } from './server/logger.js';
 import { SubscriberQueue } from './subscriber-queue.js';
 
@@ -41,16 +44,21 @@ const IPC_LOW = CHAT_LIMITS.ipcLowWater.value;
 
 // ---- the messages between a worker and the primary ---------------------------------------------
 
-/** Worker → primary. `pub` carries the tail of each message's JSON: `"sender":…,"message":…}`. */
-type ToPrimary =
+/**
+ * Worker → primary. `pub` carries the tail of each message's JSON: `"sender":…,"message":…}`.
+ * The rooms' messages (rooms/ipc.ts) travel the same channel.
+ */
+export type ToPrimary =
   | { t: 'chat:pub'; m: string[] }
   | { t: 'chat:sub'; r: number }
-  | { t: 'chat:unsub'; n: number };
+  | { t: 'chat:unsub'; n: number }
+  | RoomsToPrimary;
 /** Primary → worker. A batch holds the texts of consecutive ids, in order. */
-type ToWorker =
+export type ToWorker =
   | { t: 'chat:batch'; m: string[] }
   | { t: 'chat:history'; r: number; m: string[] }
-  | { t: 'chat:flow'; paused: boolean };
+  | { t: 'chat:flow'; paused: boolean }
+  | RoomsToWorker;
 
 /** How a worker's hub reaches the loop: over IPC, or by direct calls in a single process. */
 interface PrimaryLink {
@@ -62,7 +70,9 @@ interface PrimaryLink {
 // ---- the primary's side: the broadcast loop ----------------------------------------------------
 
 /** An outlet is one worker (or, in a single process, the process itself). */
-interface Outlet {
+export interface Outlet {
+  /** The worker's cluster id (0 in a single process): the rooms' OutletId. */
+  readonly id: number;
   subscribers: number;
   /** Messages sent to this outlet and not yet flushed to it. */
   pending: number;
@@ -98,6 +108,8 @@ export class BroadcastLoop {
 
   handle(outlet: Outlet, message: ToPrimary): void {
     switch (message.t) {
+      case 'room:in':
+        return; // the rooms' router takes these (see primary.ts)
       case 'chat:pub':
         for (const tail of message.m) this.publish(tail);
         return;
@@ -135,7 +147,11 @@ export class BroadcastLoop {
     for (const outlet of this.outlets) if (outlet.subscribers > 0) this.send(outlet, message);
   }
 
-  private send(outlet: Outlet, message: ToWorker): void {
+  /**
+   * Sends to one worker, counting what is in flight for the flow control below. The rooms' router
+   * sends through here too, so a backlog of room messages pauses publishers like the lobby's.
+   */
+  send(outlet: Outlet, message: ToWorker): void {
     outlet.pending++;
     outlet.deliver(message, () => {
       outlet.pending--;
@@ -154,47 +170,6 @@ export class BroadcastLoop {
     log.warning(paused ? `IPC backlog of ${worst} messages: pausing publishers` : 'IPC backlog cleared: resuming publishers');
     for (const outlet of this.outlets) outlet.deliver({ t: 'chat:flow', paused }, () => {});
   }
-}
-
-/** --workers N: runs the loop in the cluster primary, one outlet per worker. */
-export function startBroadcastPrimary(): { stop(): void } {
-  const config = readChatConfig();
-  const loop = new BroadcastLoop(config.historySize);
-  const outlets = new Map<Worker, Outlet>();
-  const outletOf = (worker: Worker): Outlet => {
-    let outlet = outlets.get(worker);
-    if (!outlet) {
-      outlet = {
-        subscribers: 0,
-        pending: 0,
-        deliver: (message, flushed) => {
-          if (worker.isConnected()) worker.send(message, undefined, flushed);
-          else flushed();
-        },
-      };
-      outlets.set(worker, outlet);
-      loop.addOutlet(outlet);
-    }
-    return outlet;
-  };
-  const onMessage = (worker: Worker, message: ToPrimary): void => {
-    if (typeof message?.t === 'string' && message.t.startsWith('chat:')) loop.handle(outletOf(worker), message);
-  };
-  const onExit = (worker: Worker): void => {
-    const outlet = outlets.get(worker);
-    if (!outlet) return;
-    if (outlet.subscribers > 0) log.info(`Forgetting ${outlet.subscribers} subscribers of worker ${worker.process.pid}`);
-    outlets.delete(worker);
-    loop.removeOutlet(outlet);
-  };
-  cluster.on('message', onMessage);
-  cluster.on('exit', onExit);
-  return {
-    stop() {
-      cluster.off('message', onMessage);
-      cluster.off('exit', onExit);
-    },
-  };
 }
 
 // ---- the worker's side: the hub ------------------------------------------------------------------
@@ -226,10 +201,13 @@ export class Hub {
   private detached = false;
   /** Subscribers closed for falling behind (shown by /healthz). */
   slowConsumers = 0;
+  /** This worker's side of the rooms (rooms/client.ts), on the same link to the primary. */
+  readonly rooms: RoomsClient;
 
   constructor(config: ChatConfig, link: PrimaryLink) {
     this.config = config;
     this.link = link;
+    this.rooms = new RoomsClient((message) => link.send(message));
   }
 
   /** Local WebSocket subscribers (shown by /healthz). */
@@ -312,6 +290,9 @@ export class Hub {
         this.pausedByPrimary = message.paused;
         this.maybeResume();
         return;
+      case 'room:out':
+        this.rooms.receive(message.m);
+        return;
     }
   }
 
@@ -373,15 +354,17 @@ export function createHub(config: ChatConfig): Hub {
     };
     const hub = new Hub(config, link);
     const onMessage = (message: ToWorker): void => {
-      if (typeof message?.t === 'string' && message.t.startsWith('chat:')) hub.receive(message);
+      if (typeof message?.t === 'string' && (message.t.startsWith('chat:') || message.t.startsWith('room:'))) hub.receive(message);
     };
     process.on('message', onMessage);
     return hub;
   }
-  // One process: the loop lives here and the link is a direct call. Delivery still goes through
-  // the loop's batching (setImmediate), so both modes behave the same.
+  // One process: the loop and the rooms' router live here and the link is a direct call. Delivery
+  // still goes through their batching (setImmediate), so both modes behave the same.
   const loop = new BroadcastLoop(config.historySize);
+  const rooms = new RoomRouter(config, (_id, message) => loop.send(outlet, message));
   const outlet: Outlet = {
+    id: 0,
     subscribers: 0,
     pending: 0,
     deliver: (message, flushed) => {
@@ -390,7 +373,10 @@ export function createHub(config: ChatConfig): Hub {
     },
   };
   loop.addOutlet(outlet);
-  const link: PrimaryLink = { pending: 0, send: (message) => loop.handle(outlet, message) };
+  const link: PrimaryLink = {
+    pending: 0,
+    send: (message) => (message.t === 'room:in' ? rooms.handle(outlet.id, message) : loop.handle(outlet, message)),
+  };
   const hub = new Hub(config, link);
   return hub;
 }

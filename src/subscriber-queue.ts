@@ -35,6 +35,11 @@ export class SubscriberQueue {
     this.ready();
   }
 
+  /** Adds one message (`size`: its UTF-8 length, computed once by the caller for all queues). */
+  push(text: string, size: number): void {
+    if (this.add(text, size)) this.ready();
+  }
+
   /**
    * Puts the history in a new queue, outside the bounds: the history has bounds of its own
    * (CHAT_HISTORY_SIZE messages, each within the message limits), and a newcomer must never be

@@ -1,15 +1,21 @@
-// The chat's WebSocket handler: one per connection to /chat. It subscribes to the broadcast hub,
-// accepts, greets, and then does two jobs side by side, as the Python original did with two tasks:
-//   - the consumer sends what the hub queued for this subscriber (history first, then live
-//     messages); it runs when there is something queued, not as a loop waiting on the queue;
-//   - the receiver reads the client's messages, validates them and publishes the valid ones.
+// The chat's WebSocket handler: one per connection to /chat. It checks the Origin, subscribes to
+// the broadcast hub, accepts, greets, and then does two jobs side by side, as the Python original
+// did with two tasks:
+//   - the consumer sends what the hub queued for this subscriber (the lobby's history first, then
+//     live lobby messages and room messages); it runs when there is something queued, not as a
+//     loop waiting on the queue;
+//   - the receiver reads the client's messages: a JSON object with an "action" is a rooms request
+//     (rooms/session.ts), anything else a lobby message, validated and published.
 // On disconnect the subscription is closed and the consumer stops: nothing is left behind.
 import { CloseCode } from './server/close-codes.js';
 import { CHAT_LIMITS, type ChatConfig } from './config.js';
 import type { ChatState } from './chat-state.js';
 import type { Receive, Send, WebSocketScope } from './server/asgi-types.js';
 import type { Hub, Subscription } from './broadcast.js';
+import { RoomSession } from './rooms/session.js';
+import { answerBadRequest } from './rooms/requests.js';
 import { log } from './server/logger.js';
+import { characters } from './text.js';
 
 const GREETING = JSON.stringify({ sender: 'server', message: 'You are connected' });
 /** Messages one client may publish in one turn of the event loop (see the receive loop). */
@@ -21,13 +27,14 @@ export function websocket(scope: WebSocketScope, receive: Receive, send: Send): 
   // memory for as long as the chat connection lasts, once per connection.
   const { hub, config } = scope.state as unknown as ChatState;
   const client = scope.client?.join(':') ?? 'unknown client';
-  return chat(scope.path === '/chat', hub, config, client, receive, send);
+  const allowed = scope.path === '/chat' && originAllowed(scope.headers, config.allowedOrigins);
+  return chat(allowed, hub, config, client, receive, send);
 }
 
-async function chat(pathOk: boolean, hub: Hub, config: ChatConfig, client: string, receive: Receive, send: Send): Promise<void> {
+async function chat(allowed: boolean, hub: Hub, config: ChatConfig, client: string, receive: Receive, send: Send): Promise<void> {
   const connect = await receive();
   if (connect.type !== 'websocket.connect') return;
-  if (!pathOk) {
+  if (!allowed) {
     await send({ type: 'websocket.close' }); // before accept: the server answers 403
     return;
   }
@@ -49,6 +56,7 @@ async function chat(pathOk: boolean, hub: Hub, config: ChatConfig, client: strin
   // history): see subscriber-queue.ts. Meanwhile this function reads what the client sends.
   subscription.queue.onReady = () => void sendQueued(subscription, send);
   void sendQueued(subscription, send);
+  let rooms: RoomSession | null = null; // made at the first rooms request
   try {
     for (let received = 1; ; received++) {
       await hub.ready(); // holds reading while the broadcast IPC is backlogged (see broadcast.ts)
@@ -63,14 +71,77 @@ async function chat(pathOk: boolean, hub: Hub, config: ChatConfig, client: strin
         await send({ type: 'websocket.close', code: CloseCode.UNSUPPORTED_DATA, reason: 'binary messages are not accepted' });
         break;
       }
-      const checked = checkChatMessage(event.text, config);
-      if ('error' in checked) await send({ type: 'websocket.send', text: JSON.stringify({ sender: 'server', error: checked.error }) });
-      else hub.publish(checked.tail);
+      const value = parseJson(event.text);
+      if (value === NOT_JSON) {
+        await send({ type: 'websocket.send', text: NOT_JSON_ANSWER });
+      } else if (isObject(value) && 'action' in value) {
+        rooms ??= new RoomSession(hub.rooms, config, subscription.queue, Date.now());
+        const answer = rooms.handle(value, Date.now());
+        if (answer !== null) await send({ type: 'websocket.send', text: answer });
+      } else {
+        const checked = checkLobbyMessage(value, config);
+        if ('error' in checked) await send({ type: 'websocket.send', text: JSON.stringify({ sender: 'server', error: checked.error }) });
+        else hub.publish(checked.tail);
+      }
     }
   } catch {
     // send rejected: the connection is gone; the finally below cleans up.
   } finally {
+    rooms?.close();
     subscription.close(); // unsubscribes; a consumer still running finds the queue closed and stops
+  }
+}
+
+const NOT_JSON = Symbol('not JSON');
+/**
+ * Text that is not JSON is neither a lobby message nor a rooms request, so its answer has the
+ * fields of both error shapes: the lobby's `{"sender": "server", "error": text}` and the rooms'
+ * `{"action": "error", "status": "error", "error": "bad_request", "error_message": text}`.
+ */
+const NOT_JSON_ANSWER = JSON.stringify({
+  ...JSON.parse(answerBadRequest('not valid JSON: send {"sender": "...", "message": "..."} or a rooms request with an "action"')) as object,
+  sender: 'server',
+});
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return NOT_JSON;
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The protocol's Origin rule: a browser always sends Origin, and may open /chat only from the
+ * page's own origin (its host and port equal to the Host header) or one listed in
+ * CHAT_ALLOWED_ORIGINS; anything else is refused (403) before the upgrade, so that another site's
+ * page cannot use a visitor's browser to talk here. A client without Origin is not a browser.
+ */
+export function originAllowed(headers: Array<[string, string]>, allowedOrigins: readonly string[]): boolean {
+  let origin: string | undefined;
+  let host: string | undefined;
+  for (const [name, value] of headers) {
+    if (name === 'origin') origin = value;
+    else if (name === 'host') host = value;
+  }
+  if (origin === undefined) return true;
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false; // "null" (a sandboxed page, a file) and other non-origins
+  }
+  if (allowedOrigins.includes(url.origin)) return true;
+  if (host === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) return false;
+  try {
+    // Through URL, so that a default port written out (":80") compares equal to none.
+    return new URL(`${url.protocol}//${host}`).host === url.host;
+  } catch {
+    return false;
   }
 }
 
@@ -87,18 +158,21 @@ async function sendQueued(subscription: Subscription, send: Send): Promise<void>
 }
 
 /**
- * Validates a client's message `{"sender": string, "message": string}` and returns the tail of
- * the JSON the server will broadcast (`"sender":…,"message":…}`), or what is wrong. The server
- * rebuilds every message from the two fields, so no client can add fields or set id or ts.
+ * Validates a client's lobby message, as text (see checkLobbyMessage).
  */
 export function checkChatMessage(text: string, config: ChatConfig): { tail: string } | { error: string } {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return { error: 'not valid JSON: send {"sender": "...", "message": "..."}' };
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { error: 'expected a JSON object {"sender": "...", "message": "..."}' };
+  const value = parseJson(text);
+  if (value === NOT_JSON) return { error: 'not valid JSON: send {"sender": "...", "message": "..."}' };
+  return checkLobbyMessage(value, config);
+}
+
+/**
+ * Validates a client's lobby message `{"sender": string, "message": string}`, parsed, and returns
+ * the tail of the JSON the server will broadcast (`"sender":…,"message":…}`), or what is wrong.
+ * The server rebuilds every message from the two fields, so no client can add fields or set id or ts.
+ */
+export function checkLobbyMessage(value: unknown, config: ChatConfig): { tail: string } | { error: string } {
+  if (!isObject(value)) return { error: 'expected a JSON object {"sender": "...", "message": "..."}' };
   const { sender, message } = value as Record<string, unknown>;
   if (typeof sender !== 'string') return { error: '"sender" must be a string' };
   if (typeof message !== 'string') return { error: '"message" must be a string' };
@@ -111,25 +185,4 @@ export function checkChatMessage(text: string, config: ChatConfig): { tail: stri
   if (messageLength > config.maxMessageLength) return { error: `"message" is longer than ${config.maxMessageLength} characters` };
   if (sender.trim().toLowerCase() === 'server') return { error: '"sender" cannot be "server"' };
   return { tail: `"sender":${JSON.stringify(sender)},"message":${JSON.stringify(message)}}` };
-}
-
-/**
- * Length in Unicode code points, so an emoji counts as one character, as a person would count;
- * null when the text holds a lone surrogate. JSON can carry one ("\ud800"), and it would otherwise
- * slip past the length limit (counted as nothing) and past every UTF-8 consumer downstream.
- */
-function characters(text: string): number | null {
-  let count = 0;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit >= 0xd800 && unit <= 0xdbff) {
-      const next = text.charCodeAt(i + 1); // NaN past the end
-      if (!(next >= 0xdc00 && next <= 0xdfff)) return null;
-      i++; // a high and a low surrogate: one code point
-    } else if (unit >= 0xdc00 && unit <= 0xdfff) {
-      return null; // a low surrogate with no high one before it
-    }
-    count++;
-  }
-  return count;
 }

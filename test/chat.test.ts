@@ -278,9 +278,16 @@ describe('chat protocol (one process, CHAT_HISTORY_SIZE=0)', () => {
     for (const [i, [name, text]] of cases.entries()) {
       sender.sendText(text);
       const reply = await sender.next(5000, `the error reply to ${name}`);
-      assert.deepEqual(Object.keys(reply).sort(), ['error', 'sender'], `${name}: reply ${JSON.stringify(reply)}`);
+      if (name === 'not JSON') {
+        // Neither a lobby message nor a rooms request: the answer has both error shapes' fields.
+        assert.deepEqual(Object.keys(reply).sort(), ['action', 'error', 'error_message', 'sender', 'status'], `${name}: reply ${JSON.stringify(reply)}`);
+        assert.deepEqual([reply.action, reply.status, reply.error], ['error', 'error', 'bad_request']);
+        assert.match(String(reply.error_message), /^not valid JSON/);
+      } else {
+        assert.deepEqual(Object.keys(reply).sort(), ['error', 'sender'], `${name}: reply ${JSON.stringify(reply)}`);
+        assert.ok(typeof reply.error === 'string' && reply.error.length > 0, `${name}: the error says what is wrong`);
+      }
       assert.equal(reply.sender, 'server', name);
-      assert.ok(typeof reply.error === 'string' && reply.error.length > 0, `${name}: the error says what is wrong`);
       // A valid marker after it: it must be the next thing anyone sees, so the invalid one
       // reached nobody (messages from one client are broadcast in the order they were sent).
       const marker = `marker ${i} after ${name}`;

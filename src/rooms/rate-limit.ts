@@ -12,10 +12,12 @@
 // exact: 1 ms at 20 requests per second adds 20 thousandths, and fifty of those make exactly one
 // token (in fractions of a token, 0.02 added fifty times is 0.9999999999999999: one request short).
 
-/** CHAT_RATE_PER_SECOND's default (the protocol's): a fast typist sends a few a second; 20 leaves room for a client that fetches several rooms at once. */
-export const DEFAULT_RATE_PER_SECOND = 20;
-/** CHAT_RATE_BURST's default (the protocol's): what a page sends at once when it (re)connects: authenticate, list_rooms, then select_room for each of its rooms. */
-export const DEFAULT_RATE_BURST = 100;
+import { CHAT_SETTINGS } from '../config.js';
+
+/** CHAT_RATE_PER_SECOND's default (declared, with its reason, in config.ts). */
+export const DEFAULT_RATE_PER_SECOND = CHAT_SETTINGS.ratePerSecond.default;
+/** CHAT_RATE_BURST's default (declared, with its reason, in config.ts). */
+export const DEFAULT_RATE_BURST = CHAT_SETTINGS.rateBurst.default;
 
 const MILLI = 1000;
 

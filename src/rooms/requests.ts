@@ -20,6 +20,7 @@
 // Where the protocol is silent, as the lobby does and as Slack would: a name or a text made only
 // of white space is refused (`bad_request`), and fields a request does not use are ignored, so
 // that a newer client can talk to an older server.
+import { MAX_USER_ID_LENGTH, userIdProblem } from '../jwt.js';
 import { characters } from '../text.js';
 
 /** The protocol's error codes ("Error codes"). */
@@ -37,7 +38,6 @@ export type ErrorCode =
   | 'unavailable';
 
 export const MAX_UUID_LENGTH = 64;
-export const MAX_USER_ID_LENGTH = 64;
 export const MAX_ROOM_NAME_LENGTH = 100;
 
 export interface AuthenticateRequest { readonly action: 'authenticate'; readonly uuid: string; readonly token: string }
@@ -83,16 +83,12 @@ export interface RequestLimits {
 }
 
 const UUID = /^[A-Za-z0-9_-]{1,64}$/;
-/** C0 controls, DEL and C1 controls: none may appear in a user id. */
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 /** An unknown action is echoed back in the answer only if it is this short (no amplification). */
 const MAX_ECHOED_ACTION_LENGTH = 64;
 
-/** A user id, as the protocol defines one: 1–64 characters, no control characters, well-formed. */
+/** A user id, as the protocol defines one: the same rule as a token's `sub` (jwt.ts). */
 export function isUserId(value: unknown): value is string {
-  if (typeof value !== 'string' || CONTROL.test(value)) return false;
-  const length = characters(value);
-  return length !== null && length >= 1 && length <= MAX_USER_ID_LENGTH;
+  return userIdProblem(value) === null;
 }
 
 /**

@@ -52,6 +52,7 @@
 //     no polling. A check queues an outcome that, when it leaves, compares the room's online
 //     members with the last online list its members were told (by a presence push, a room_update
 //     or a new_message's room object) and pushes `presence` only if they differ.
+import { CHAT_LIMITS, CHAT_SETTINGS } from '../config.js';
 import type { ChatStore, Message, Room } from './store.js';
 import { StoreUnavailableError } from './store.js';
 import type { ErrorCode, ServiceRequest } from './requests.js';
@@ -98,24 +99,24 @@ export interface RoomLimits {
  * about 3.4 KB per copy. That is the size of a team's channel, and keeps a room's fan-out bounded.
  * Larger audiences are a broadcast (the lobby), not a room.
  */
-export const DEFAULT_MAX_MEMBERS_PER_ROOM = 100;
+export const DEFAULT_MAX_MEMBERS_PER_ROOM = CHAT_SETTINGS.maxRoomMembers.default;
 /**
  * 100 rooms per user. A list_rooms answer holds all of a user's rooms with their last messages
  * (at most 100 × (room object + one message), well under a megabyte even at the limits), a
  * connection that opens or closes makes up to this many rooms due for a presence check, and
  * without a limit anyone could be added to rooms without end. A person follows a few dozen.
  */
-export const DEFAULT_MAX_ROOMS_PER_USER = 100;
+export const DEFAULT_MAX_ROOMS_PER_USER = CHAT_SETTINGS.maxRoomsPerUser.default;
 /** The defaults of every limit; historySize and maxMessageLength are CHAT_HISTORY_SIZE's and CHAT_MAX_MESSAGE_LENGTH's. */
 export const DEFAULT_ROOM_LIMITS: RoomLimits = {
-  historySize: 50,
+  historySize: CHAT_SETTINGS.historySize.default,
   maxMembersPerRoom: DEFAULT_MAX_MEMBERS_PER_ROOM,
   maxRoomsPerUser: DEFAULT_MAX_ROOMS_PER_USER,
-  maxMessageLength: 4096,
+  maxMessageLength: CHAT_SETTINGS.maxMessageLength.default,
 };
 
 /** At most one presence push per room per this many ms (the protocol's "one per room per second"). */
-export const PRESENCE_INTERVAL_MS = 1000;
+export const PRESENCE_INTERVAL_MS = CHAT_LIMITS.presenceCoalesceMs.value;
 
 /**
  * Outcomes waiting to leave, at most. They wait for the store: if its writes stop settling (a disk
@@ -394,6 +395,16 @@ export class RoomService {
   /** Answers `unavailable` now (as an outcome leaves, or when too many wait). */
   private replyUnavailable(requester: Requester): void {
     this.reply(requester, answerError(requester.uuid, requester.action, 'unavailable', UNAVAILABLE_MESSAGE));
+  }
+
+  /**
+   * Sends `text` to one connection once every outcome queued before it has left: the answer to an
+   * `authenticate`, which the worker takes as the moment the connection starts receiving room
+   * messages (client.ts), so it must come after every message handled before it.
+   */
+  replyInOrder(outlet: OutletId, conn: ConnectionId, text: string): void {
+    const send = (): void => this.output.reply(outlet, conn, text);
+    this.enqueue(RESOLVED, send, send);
   }
 
   private reply(requester: Requester, text: string): void {
