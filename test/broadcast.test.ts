@@ -325,7 +325,7 @@ test('a subscriber that stops reading overflows its queue: it is closed and told
   assert.equal(slow.subscription.queue.takeAll(), null);
 });
 
-test('a queue overflows by bytes too, and the history does not count against the bounds', async () => {
+test('a queue overflows by bytes too, and a history larger than the byte bound is queued whole', async () => {
   // A history of 4 messages of ~1,000 bytes each, in a queue bounded at 2,000 bytes: the newcomer
   // still gets all of it, and only live messages that pile up make it overflow.
   const big = 'x'.repeat(1000);
