@@ -1,30 +1,32 @@
 // Integration test of the chat's slow-consumer protection, with real sockets:
 // a raw node:net client completes the WebSocket handshake and then stops reading, while a
-// publisher sends ~165 MB of chat messages in paced bursts and a normal client reads them all.
+// publisher sends chat messages of ~4 KB in paced bursts and a normal client reads them all.
 // The stalled subscriber's bounded queue overflows: the server closes it with 1008 "slow
-// consumer" (seen on the wire once the client reads again, and counted by /healthz), the normal
-// client still receives every message in order, and the server's memory stays bounded far below
-// what queueing everything for the stalled client would take.
+// consumer" (seen on the wire once the client reads again, and counted by /healthz), drops what
+// was queued for it instead of sending it, and the normal client still receives every message in
+// order, during the overflow and after it.
+//
+// No figure of memory or time is asserted here (they depend on the machine; the README's
+// benchmark is where figures live): that memory stays bounded shows as behaviour instead, in
+// that the stalled client is cut off and the messages queued for it are never sent.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
-import { ChatClient, closeAll, healthz, rssBytes, within } from './helpers/chat-client.js';
+import { ChatClient, closeAll, healthz, within } from './helpers/chat-client.js';
 import { startServer, type RunningServer } from './helpers/server.js';
 
 const MESSAGE_CHARS = 4000; // under the default CHAT_MAX_MESSAGE_LENGTH of 4096
+const QUEUE_MAX_MESSAGES = 200;
 const BURST = 100; // messages in flight at once: 400 KB, under the queue's bounds (200 messages, 1 MiB)
 /**
- * Bursts before the memory baseline is taken. Churning through tens of MB of messages grows
- * V8's heap to a steady size (measured: RSS ~53 MB → ~140 MB within ~12,000 messages of this
- * size, then flat however many follow), so RSS is compared from there on. The stalled client
- * stops reading before the warm-up, so with an unbounded queue everything after the baseline
- * would still pile up.
+ * Bursts at most before the stalled client must have been closed. The kernel's socket buffers
+ * take the first few MB (on loopback, up to the tcp_rmem and tcp_wmem maxima, 6 and 4 MB by
+ * default), the queue the next 200 messages: ~13 bursts here. 400 bursts are 160 MB.
  */
-const WARMUP_BURSTS = 130;
-/** Bursts after the baseline: 29,000 messages, ~116 MB that an unbounded queue would keep. */
-const MEASURED_BURSTS = 290;
-const RSS_GROWTH_LIMIT = 64 * 1024 * 1024;
+const MAX_BURSTS = 400;
+/** Bursts after the close, to show that the others go on receiving everything. */
+const BURSTS_AFTER_CLOSE = 30;
 
 /** What a raw client read: the 101 head, then every frame up to and including a close frame. */
 interface RawRead {
@@ -140,18 +142,18 @@ describe('slow consumer', () => {
     await server?.stop();
   });
 
-  test('a client that stops reading is closed with 1008; the others get everything; memory stays bounded', async () => {
+  test('a client that stops reading is closed with 1008 and its queued messages dropped; the others get everything', async () => {
     server = await startServer({
       args: ['--workers', '1'],
-      env: { CHAT_QUEUE_MAX_MESSAGES: '200', CHAT_QUEUE_MAX_BYTES: String(1024 * 1024), CHAT_HISTORY_SIZE: '0' },
+      env: { CHAT_QUEUE_MAX_MESSAGES: String(QUEUE_MAX_MESSAGES), CHAT_QUEUE_MAX_BYTES: String(1024 * 1024), CHAT_HISTORY_SIZE: '0' },
     });
-    const pid = server.proc.pid!;
-    assert.equal((await healthz(server.port)).pid, pid, 'one process serves');
+    assert.equal((await healthz(server.port)).pid, server.proc.pid, 'one process serves');
 
     const reader = await ChatClient.join(server.wsUrl, 'reader');
     const publisher = await ChatClient.join(server.wsUrl, 'publisher');
     clients.push(reader, publisher);
-    stalled = await StalledClient.open(server.port);
+    const stalledClient = await StalledClient.open(server.port);
+    stalled = stalledClient;
     const health = await healthz(server.port);
     assert.equal(health.connections, 3, 'the stalled client is subscribed too');
     assert.equal(health.slow_consumers_closed, 0);
@@ -161,13 +163,24 @@ describe('slow consumer', () => {
     let sent = 0;
     let checked = 0; // messages the reader received and that were checked
     let previousId: number | undefined;
-    let slowSeenAt = -1;
+    // The moment the server logs the slow consumer (before it sends the close frame), the stalled
+    // client reads again: the close frame, queued behind what the socket holds, then gets through
+    // well within the server's 5 s closing timeout. `sentAtClose` is how many messages had been
+    // sent by then: everything published for the stalled client came from these.
+    let sentAtClose = -1;
     let stalledRead: Promise<RawRead> | undefined;
-    let rssBefore = 0;
+    const watchLog = (): void => {
+      if (sentAtClose >= 0 || !server!.output().includes('slow consumer')) return;
+      sentAtClose = sent;
+      stalledRead = stalledClient.resume(15000);
+    };
+    server.proc.stdout!.on('data', watchLog);
+    server.proc.stderr!.on('data', watchLog);
     reader.forget(); // the greeting
     const started = Date.now();
-    for (let burst = 0; burst < WARMUP_BURSTS + MEASURED_BURSTS; burst++) {
-      if (burst === WARMUP_BURSTS) rssBefore = rssBytes(pid);
+    let burst = 0;
+    for (; burst < MAX_BURSTS; burst++) {
+      if (sentAtClose >= 0 && sent >= sentAtClose + BURSTS_AFTER_CLOSE * BURST) break;
       for (let i = 0; i < BURST; i++) publisher.say('publisher', `${number(sent++)}${padding}`);
       // The next burst waits until the reader and the publisher have this one: with one burst in
       // flight at most, the queues of the clients that do read can never overflow.
@@ -188,37 +201,26 @@ describe('slow consumer', () => {
       assert.equal(checked, sent, `the reader received ${checked} of ${sent} messages`);
       reader.forget();
       publisher.forget();
-      if (slowSeenAt < 0 && server.output().includes('slow consumer')) {
-        // The server gave up on the stalled client: read what it got, close frame included,
-        // while the publishing goes on (the server no longer queues anything for it).
-        slowSeenAt = sent;
-        stalledRead = stalled.resume(15000);
-      }
     }
-    const elapsed = Date.now() - started;
-    const rssAfter = rssBytes(pid);
-    const growth = rssAfter - rssBefore;
-    const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MB`;
-    console.log(`${sent} messages (${mb(sent * MESSAGE_CHARS)}) in ${elapsed} ms; slow consumer closed after ${slowSeenAt}; `
-      + `RSS after the warm-up ${mb(rssBefore)}, at the end ${mb(rssAfter)}`);
+    server.proc.stdout!.off('data', watchLog);
+    server.proc.stderr!.off('data', watchLog);
+    console.log(`${sent} messages in ${burst} bursts, ${Date.now() - started} ms; the slow consumer was closed after ${sentAtClose} had been sent`);
+    assert.ok(sentAtClose >= 0, `the server logged "slow consumer" within ${sent} messages:\n${server.output().slice(-2000)}`);
+    assert.equal(sent, sentAtClose + BURSTS_AFTER_CLOSE * BURST, 'the publishing went on after the close');
     assert.ok(reader.isOpen && publisher.isOpen, 'the reader and the publisher are still connected');
+    assert.equal(reader.closeInfo, null);
 
-    // The stalled client was closed as a slow consumer.
-    assert.ok(slowSeenAt > 0, `the server logged "slow consumer" during the ${sent} messages:\n${server.output().slice(-2000)}`);
-    const after = await healthz(server.port);
-    assert.ok(after.slow_consumers_closed >= 1, `/healthz counts the slow consumer: ${JSON.stringify(after)}`);
-    assert.equal(after.connections, 2, 'the slow consumer is no longer subscribed');
+    const afterClose = await healthz(server.port);
+    assert.equal(afterClose.slow_consumers_closed, 1, `/healthz counts the slow consumer: ${JSON.stringify(afterClose)}`);
+    assert.equal(afterClose.connections, 2, 'the slow consumer is no longer subscribed');
+
     const read = await stalledRead!;
-    if (read.close) {
-      assert.equal(read.close.code, 1008, `close code (reason ${JSON.stringify(read.close.reason)})`);
-      assert.equal(read.close.reason, 'slow consumer');
-    } else {
-      assert.ok(read.endedWithoutClose, 'the connection ended');
-    }
-    assert.ok(read.textFrames < sent, `the stalled client got ${read.textFrames} of ${sent} messages before it was cut off`);
     console.log(`the stalled client read ${read.textFrames} frames, then ${read.close ? `close ${JSON.stringify(read.close)}` : 'the end of the connection'}`);
-
-    assert.ok(MEASURED_BURSTS * BURST * MESSAGE_CHARS > RSS_GROWTH_LIMIT * 1.5, 'the volume is enough to exceed the bound if it were all kept');
-    assert.ok(growth < RSS_GROWTH_LIMIT, `the server's RSS grew by ${mb(growth)} (from ${mb(rssBefore)} to ${mb(rssAfter)})`);
+    assert.deepEqual(read.close, { code: 1008, reason: 'slow consumer' }, 'the stalled client gets a close frame, 1008 "slow consumer"');
+    assert.equal(read.endedWithoutClose, false);
+    // What was in its queue when it overflowed (200 messages, and the one that did not fit) was
+    // dropped, not sent: so it received at least 201 fewer than had been sent by the close.
+    assert.ok(read.textFrames <= sentAtClose - QUEUE_MAX_MESSAGES - 1,
+      `the stalled client received ${read.textFrames} messages of the ${sentAtClose} sent before its close`);
   });
 });

@@ -6,13 +6,25 @@
 // No dependencies (no puppeteer / playwright / ws).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 
-export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-export const chromiumInstalled = (): boolean => existsSync(CHROMIUM_PATH);
+/** `chromium` as `which chromium` finds it (Debian: /usr/bin/chromium), unless CHROMIUM_PATH says. */
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH
+  ?? (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, 'chromium')).find(isExecutable)
+  ?? '/usr/bin/chromium';
+export const chromiumInstalled = (): boolean => isExecutable(CHROMIUM_PATH);
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
 
 type Params = Record<string, unknown>;
 // CDP results and events are loosely typed JSON; callers pick the fields they know.

@@ -5,9 +5,7 @@
 //     timeout whose error says what was expected and what came instead.
 //   - healthz(port): GET /healthz on a fresh TCP connection (no keep-alive), so that with
 //     --workers N the cluster's round-robin hands each request to the next worker.
-//   - rssBytes(pid): a process's resident set size, from /proc/PID/status.
 //   - within(promise, ms, what): a promise bounded by a timeout that names what was awaited.
-import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 
 /** A message from the chat server: a chat message, the greeting, or an error reply. */
@@ -241,14 +239,6 @@ export function healthz(port: number, timeoutMs = 5000): Promise<Health> {
     req.on('error', reject);
     req.end();
   });
-}
-
-/** VmRSS of a live process, in bytes (Linux /proc). */
-export function rssBytes(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-  if (!match) throw new Error(`no VmRSS in /proc/${pid}/status`);
-  return Number(match[1]) * 1024;
 }
 
 /** Closes every client that is still open and waits (bounded) for the closes. */
