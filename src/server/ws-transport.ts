@@ -2,8 +2,9 @@
 // socket: it answers the handshake (the 101, a refusal, or the application's own HTTP response,
 // with the bytes handshake.ts and http-messages.ts build), then moves bytes between the socket and
 // the sans-I/O WebSocketConnection, and owns the timers (heartbeat, closing-handshake timeout) and
-// the socket's backpressure. It is the only code that writes to an upgraded socket; nothing here
-// knows about frame layouts or ASGI.
+// the socket's backpressure. It is the only code that writes to the socket of a WebSocket request
+// (server.ts answers other Upgrades, h2c and the like, as plain HTTP through node's
+// ServerResponse); nothing here knows about frame layouts or ASGI.
 //
 // Theory of operation:
 //
@@ -12,11 +13,14 @@
 //        ├── accept(key, subprotocol, headers)      writes the 101, feeds the kept bytes to the
 //        │                                          codec, starts the heartbeat: frames flow
 //        ├── refuse(status, message)                a plain-text response, then the end of TCP
-//        └── respond(status, headers) / respondBody(body, more)   the app's denial response
+//        └── respond(status, headers), respondBody(body, more)
+//                                                   the app's denial response; the last body
+//                                                   ends TCP
 //
-// refuseUpgrade() answers a request that never gets a transport (an invalid handshake). The TCP
-// connection is ended exactly once, by end() below, whoever asks: the codec once it reaches
-// CLOSED, a refusal, the end of a denial response.
+// refuseUpgrade() answers a request that never gets a transport (an invalid handshake, or any
+// upgrade during shutdown). The TCP connection is ended exactly once, by end() below, whoever
+// asks: the codec once it reaches CLOSED (after the peer's Close, a protocol error, the peer's
+// FIN), a refusal, the end of a denial response. abort() destroys it without a word.
 //
 // Memory per connection matters when a process holds tens of thousands of them, so, as `ws`
 // does, the transport hangs itself on its socket under a symbol and the socket's listeners are
