@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConnectionState, WebSocketConnection, truncateReason, type ConnectionOptions } from '../src/server/connection.js';
 import { FrameParser, Opcode, encodeClosePayload, encodeFrame, encodeMaskedFrame, encodeTextFrame, type Frame } from '../src/server/frames.js';
+import { ErrorCodes, type ErrorCode } from '../src/server/errors.js';
 import { hex, pattern } from './helpers/bytes.js';
 
 
@@ -30,6 +31,8 @@ interface Recorder {
   writes: Buffer[];
   messages: Message[];
   closes: [number, string][];
+  /** The protocol errors reported to onProtocolError: [code name, close code, message]. */
+  errors: [string, number, string][];
   ends: number;
   pongs: string[];
   activity: number;
@@ -40,7 +43,7 @@ interface Recorder {
 const DEFAULTS: ConnectionOptions = { maxMessageSize: 1024, maxFragments: 4 };
 
 function connect(options: Partial<ConnectionOptions> = {}, accept = true): { conn: WebSocketConnection; rec: Recorder } {
-  const rec: Recorder = { writes: [], messages: [], closes: [], ends: 0, pongs: [], activity: 0, log: [] };
+  const rec: Recorder = { writes: [], messages: [], closes: [], errors: [], ends: 0, pongs: [], activity: 0, log: [] };
   const conn = new WebSocketConnection({
     onWrite: (bytes) => { rec.writes.push(bytes); rec.log.push('write'); },
     onMessage: (data) => {
@@ -49,6 +52,7 @@ function connect(options: Partial<ConnectionOptions> = {}, accept = true): { con
     },
     onPong: (payload) => { rec.pongs.push(payload.toString('hex')); rec.log.push('pong'); },
     onActivity: () => { rec.activity++; },
+    onProtocolError: (error) => { rec.errors.push([error.code, error.closeCode, error.message]); rec.log.push('error'); },
     onClose: (code, reason) => { rec.closes.push([code, reason]); rec.log.push('close'); },
     onEndTransport: () => { rec.ends++; rec.log.push('end'); },
   }, { ...DEFAULTS, ...options });
@@ -87,6 +91,16 @@ function assertFailed(conn: WebSocketConnection, rec: Recorder, code: number, wr
   assert.equal(rec.ends, 1);
   assert.deepEqual(rec.log.slice(-2), ['close', 'end'], 'onClose, then onEndTransport');
   assert.equal(conn.state, ConnectionState.CLOSED);
+}
+
+/**
+ * The failure was reported once to onProtocolError, by its stable name, with the close code that
+ * name maps to and the reason the application sees, before the Close frame was written.
+ */
+function assertReported(rec: Recorder, error: ErrorCode, code: number): void {
+  assert.deepEqual(rec.errors, [[error, code, rec.closes[0]![1]]]);
+  assert.equal(ErrorCodes[error], code, `${error} maps to ${code} in errors.ts`);
+  assert.deepEqual(rec.log.slice(-4), ['error', 'write', 'close', 'end'], 'reported, Close written, onClose, onEndTransport');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -291,6 +305,8 @@ interface FailCase {
   chunks: () => Buffer[];
   /** Index of the chunk whose arrival must fail the connection. */
   failsAt: number;
+  /** The stable name of the rule broken, reported to onProtocolError before the Close is written. */
+  error: ErrorCode;
   code: number;
   /** Messages delivered before the failure. */
   messages?: Message[];
@@ -301,68 +317,68 @@ interface FailCase {
 
 const failCases: FailCase[] = [
   // Framing errors from the parser (§5.1, §5.2, §5.5).
-  { name: 'unmasked client frame', chunks: () => [hex('81 05 48656c6c6f')], failsAt: 0, code: 1002, reason: /mask/ },
-  { name: 'unmasked frame after a good one', chunks: () => [text('ok'), hex('82 00')], failsAt: 1, code: 1002, messages: [{ text: 'ok' }] },
-  { name: 'RSV1 set', chunks: () => [hex('c1 80 00000000')], failsAt: 0, code: 1002 },
-  { name: 'reserved opcode 0x3', chunks: () => [hex('83 80 00000000')], failsAt: 0, code: 1002 },
-  { name: 'reserved opcode 0xB', chunks: () => [hex('8b 80 00000000')], failsAt: 0, code: 1002 },
-  { name: 'ping of 126 bytes (header only)', chunks: () => [hex('89 FE 007E')], failsAt: 0, code: 1002 },
-  { name: 'fragmented ping', chunks: () => [hex('09 80 00000000')], failsAt: 0, code: 1002 },
-  { name: 'non-minimal length', chunks: () => [hex('81 FE 0005')], failsAt: 0, code: 1002 },
+  { name: 'unmasked client frame', chunks: () => [hex('81 05 48656c6c6f')], failsAt: 0, error: 'WS_ERR_UNMASKED_FRAME', code: 1002, reason: /mask/ },
+  { name: 'unmasked frame after a good one', chunks: () => [text('ok'), hex('82 00')], failsAt: 1, error: 'WS_ERR_UNMASKED_FRAME', code: 1002, messages: [{ text: 'ok' }] },
+  { name: 'RSV1 set', chunks: () => [hex('c1 80 00000000')], failsAt: 0, error: 'WS_ERR_RSV_BITS_SET', code: 1002 },
+  { name: 'reserved opcode 0x3', chunks: () => [hex('83 80 00000000')], failsAt: 0, error: 'WS_ERR_RESERVED_OPCODE', code: 1002 },
+  { name: 'reserved opcode 0xB', chunks: () => [hex('8b 80 00000000')], failsAt: 0, error: 'WS_ERR_RESERVED_OPCODE', code: 1002 },
+  { name: 'ping of 126 bytes (header only)', chunks: () => [hex('89 FE 007E')], failsAt: 0, error: 'WS_ERR_CONTROL_FRAME_TOO_LONG', code: 1002 },
+  { name: 'fragmented ping', chunks: () => [hex('09 80 00000000')], failsAt: 0, error: 'WS_ERR_FRAGMENTED_CONTROL_FRAME', code: 1002 },
+  { name: 'non-minimal length', chunks: () => [hex('81 FE 0005')], failsAt: 0, error: 'WS_ERR_NON_MINIMAL_LENGTH', code: 1002 },
 
   // Fragmentation rules (§5.4).
-  { name: 'continuation with no message', chunks: () => [cont('x')], failsAt: 0, code: 1002, reason: /continu/ },
-  { name: 'non-final continuation with no message', chunks: () => [cont('x', false)], failsAt: 0, code: 1002 },
+  { name: 'continuation with no message', chunks: () => [cont('x')], failsAt: 0, error: 'WS_ERR_UNEXPECTED_CONTINUATION', code: 1002, reason: /continu/ },
+  { name: 'non-final continuation with no message', chunks: () => [cont('x', false)], failsAt: 0, error: 'WS_ERR_UNEXPECTED_CONTINUATION', code: 1002 },
   {
     name: 'continuation after a complete message',
     chunks: () => [text('a', false), cont('b'), cont('c')],
-    failsAt: 2,
+    failsAt: 2, error: 'WS_ERR_UNEXPECTED_CONTINUATION',
     code: 1002,
     messages: [{ text: 'ab' }],
   },
-  { name: 'new TEXT while a message is fragmented', chunks: () => [text('a', false), text('b')], failsAt: 1, code: 1002 },
-  { name: 'new non-final TEXT while fragmented', chunks: () => [text('a', false), text('b', false)], failsAt: 1, code: 1002 },
-  { name: 'BINARY while a text message is fragmented', chunks: () => [text('a', false), binary('b')], failsAt: 1, code: 1002 },
+  { name: 'new TEXT while a message is fragmented', chunks: () => [text('a', false), text('b')], failsAt: 1, error: 'WS_ERR_EXPECTED_CONTINUATION', code: 1002 },
+  { name: 'new non-final TEXT while fragmented', chunks: () => [text('a', false), text('b', false)], failsAt: 1, error: 'WS_ERR_EXPECTED_CONTINUATION', code: 1002 },
+  { name: 'BINARY while a text message is fragmented', chunks: () => [text('a', false), binary('b')], failsAt: 1, error: 'WS_ERR_EXPECTED_CONTINUATION', code: 1002 },
   {
     name: 'new TEXT while fragmented fails on its header alone',
     chunks: () => [binary('a', false), hex('81 85')],
-    failsAt: 1,
+    failsAt: 1, error: 'WS_ERR_EXPECTED_CONTINUATION',
     code: 1002,
   },
 
   // UTF-8 (§8.1).
-  { name: 'invalid UTF-8 in a single frame (FF)', chunks: () => [text(hex('41 ff'))], failsAt: 0, code: 1007 },
-  { name: 'surrogate in a single frame (ED A0 80)', chunks: () => [text(hex('ed a0 80'))], failsAt: 0, code: 1007 },
-  { name: 'overlong in a single frame (C0 AF)', chunks: () => [text(hex('c0 af'))], failsAt: 0, code: 1007 },
-  { name: 'single text frame ending mid-sequence', chunks: () => [text(hex('41 e2 82'))], failsAt: 0, code: 1007 },
+  { name: 'invalid UTF-8 in a single frame (FF)', chunks: () => [text(hex('41 ff'))], failsAt: 0, error: 'WS_ERR_INVALID_UTF8', code: 1007 },
+  { name: 'surrogate in a single frame (ED A0 80)', chunks: () => [text(hex('ed a0 80'))], failsAt: 0, error: 'WS_ERR_INVALID_UTF8', code: 1007 },
+  { name: 'overlong in a single frame (C0 AF)', chunks: () => [text(hex('c0 af'))], failsAt: 0, error: 'WS_ERR_INVALID_UTF8', code: 1007 },
+  { name: 'single text frame ending mid-sequence', chunks: () => [text(hex('41 e2 82'))], failsAt: 0, error: 'WS_ERR_INVALID_UTF8', code: 1007 },
   {
     name: 'invalid UTF-8 across fragments fails at the fragment where it becomes invalid',
     chunks: () => [text(hex('41 ce'), false), cont(hex('41'), false), cont(hex('42'))],
-    failsAt: 1,
+    failsAt: 1, error: 'WS_ERR_INVALID_UTF8',
     code: 1007,
   },
   {
     name: 'invalid first fragment fails before the message is complete',
     chunks: () => [text(hex('ff'), false), cont('a', false), cont('b')],
-    failsAt: 0,
+    failsAt: 0, error: 'WS_ERR_INVALID_UTF8',
     code: 1007,
   },
   {
     name: 'overlong split across fragments (E0 | 80 80)',
     chunks: () => [text(hex('e0'), false), cont(hex('80 80'), false), cont('')],
-    failsAt: 1,
+    failsAt: 1, error: 'WS_ERR_INVALID_UTF8',
     code: 1007,
   },
   {
     name: 'fragmented text ending mid-sequence',
     chunks: () => [text(hex('41 e2'), false), cont(hex('82'))],
-    failsAt: 1,
+    failsAt: 1, error: 'WS_ERR_INVALID_UTF8',
     code: 1007,
   },
   {
     name: 'fragmented text ending mid-sequence with an empty final fragment',
     chunks: () => [text(hex('e2 82'), false), cont('')],
-    failsAt: 1,
+    failsAt: 1, error: 'WS_ERR_INVALID_UTF8',
     code: 1007,
   },
 
@@ -370,58 +386,58 @@ const failCases: FailCase[] = [
   {
     name: 'message over maxMessageSize fails on the header alone (16-bit length)',
     chunks: () => [hex('82 FE 0401')], // masked binary announcing 1025 bytes; no key, no payload
-    failsAt: 0,
+    failsAt: 0, error: 'WS_ERR_MESSAGE_TOO_BIG',
     code: 1009,
   },
   {
     name: 'message over maxMessageSize fails on the header alone (64-bit length)',
     chunks: () => [hex('81 FF 0000000100000000')], // 4 GiB announced
-    failsAt: 0,
+    failsAt: 0, error: 'WS_ERR_MESSAGE_TOO_BIG',
     code: 1009,
   },
   {
     name: 'over the limit across fragments fails on the header of the fragment that crosses it',
     chunks: () => [binary(pattern(1000), false), hex('80 99')], // 1000 + 25 > 1024
-    failsAt: 1,
+    failsAt: 1, error: 'WS_ERR_MESSAGE_TOO_BIG',
     code: 1009,
   },
   {
     name: 'over the limit across many small fragments',
     chunks: () => [text('a'.repeat(400), false), cont('b'.repeat(400), false), cont('c'.repeat(225))],
-    failsAt: 2,
+    failsAt: 2, error: 'WS_ERR_MESSAGE_TOO_BIG',
     code: 1009,
     options: { maxFragments: 100 },
   },
   {
-    name: 'more than maxFragments fragments (TOO_MANY_FRAGMENTS)',
+    name: 'more than maxFragments fragments (WS_ERR_TOO_MANY_FRAGMENTS)',
     chunks: () => [text('a', false), cont('b', false), cont('c', false), cont('d', false), cont('e')],
-    failsAt: 4,
+    failsAt: 4, error: 'WS_ERR_TOO_MANY_FRAGMENTS',
     code: 1009,
     reason: /fragment/,
   },
   {
     name: 'more than maxFragments fragments fails on the header alone',
     chunks: () => [binary('', false), cont('', false), hex('00 80')],
-    failsAt: 2,
+    failsAt: 2, error: 'WS_ERR_TOO_MANY_FRAGMENTS',
     code: 1009,
     options: { maxFragments: 2 },
   },
 
   // Close frames (§5.5.1, §7.4).
-  { name: 'close with a 1-byte payload', chunks: () => [close('03')], failsAt: 0, code: 1002 },
-  { name: 'close reason that is not UTF-8', chunks: () => [close('03e8 ff')], failsAt: 0, code: 1007 },
-  { name: 'close reason with a surrogate', chunks: () => [close('03e8 eda080')], failsAt: 0, code: 1007 },
-  { name: 'close reason ending mid-sequence', chunks: () => [close('03e8 41 e2')], failsAt: 0, code: 1007 },
+  { name: 'close with a 1-byte payload', chunks: () => [close('03')], failsAt: 0, error: 'WS_ERR_INVALID_CLOSE_PAYLOAD', code: 1002 },
+  { name: 'close reason that is not UTF-8', chunks: () => [close('03e8 ff')], failsAt: 0, error: 'WS_ERR_INVALID_UTF8', code: 1007 },
+  { name: 'close reason with a surrogate', chunks: () => [close('03e8 eda080')], failsAt: 0, error: 'WS_ERR_INVALID_UTF8', code: 1007 },
+  { name: 'close reason ending mid-sequence', chunks: () => [close('03e8 41 e2')], failsAt: 0, error: 'WS_ERR_INVALID_UTF8', code: 1007 },
   ...[0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535].map((code): FailCase => ({
     name: `close code ${code} must not be sent`,
     chunks: () => [close(code.toString(16).padStart(4, '0'))],
-    failsAt: 0,
+    failsAt: 0, error: 'WS_ERR_INVALID_CLOSE_CODE',
     code: 1002,
   })),
 ];
 
 for (const c of failCases) {
-  test(`fail: ${c.name} → ${c.code}`, () => {
+  test(`fail: ${c.name} → ${c.error}, ${c.code}`, () => {
     const { conn, rec } = connect(c.options);
     const chunks = c.chunks();
     feed(conn, chunks.slice(0, c.failsAt));
@@ -430,6 +446,7 @@ for (const c of failCases) {
     const writesBefore = rec.writes.length;
     feed(conn, [chunks[c.failsAt]!]);
     assertFailed(conn, rec, c.code, writesBefore);
+    assertReported(rec, c.error, c.code);
     if (c.reason) assert.match(rec.closes[0]![1], c.reason);
     // Nothing fed afterwards changes anything: no message, no write, no second onClose.
     const writes = rec.writes.length;
@@ -441,10 +458,11 @@ for (const c of failCases) {
     assert.equal(rec.ends, 1);
   });
 
-  test(`fail: ${c.name} → ${c.code} (everything in one chunk)`, () => {
+  test(`fail: ${c.name} → ${c.error}, ${c.code} (everything in one chunk)`, () => {
     const { conn, rec } = connect(c.options);
     feed(conn, [Buffer.concat([...c.chunks(), text('after')])]);
     assertFailed(conn, rec, c.code);
+    assertReported(rec, c.error, c.code);
     assert.deepEqual(rec.messages, c.messages ?? []);
   });
 }

@@ -7,7 +7,7 @@
 // its `closeCode`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FrameParser, Opcode, encodeClosePayload, encodeFrame, encodeMaskedFrame, encodeTextFrame, unmask, type Frame } from '../src/server/frames.js';
+import { FrameParser, Opcode, encodeClosePayload, encodeFrame, encodeMaskedFrame, encodeTextFrame, unmask, writeHeader, type Frame } from '../src/server/frames.js';
 import { ProtocolError, type ErrorCode } from '../src/server/errors.js';
 import { hex, pattern } from './helpers/bytes.js';
 
@@ -273,33 +273,33 @@ interface ErrorCase {
 }
 
 const errorCases: ErrorCase[] = [
-  { name: 'unmasked client frame (§5.1)', hex: '81 05 48656c6c6f', expectMasked: true, code: 'UNMASKED_FRAME' },
-  { name: 'unmasked client close frame', hex: '88 00', expectMasked: true, code: 'UNMASKED_FRAME' },
-  { name: 'masked server frame, as seen by a client (§5.1)', hex: '81 85 37fa213d 7f9f4d5158', expectMasked: false, code: 'UNMASKED_FRAME' },
-  { name: 'RSV1 set', hex: 'c1 80 00000000', expectMasked: true, code: 'RSV_BITS_SET' },
-  { name: 'RSV2 set', hex: 'a1 80 00000000', expectMasked: true, code: 'RSV_BITS_SET' },
-  { name: 'RSV3 set', hex: '91 80 00000000', expectMasked: true, code: 'RSV_BITS_SET' },
-  { name: 'RSV bits on a continuation', hex: 'f0 80 00000000', expectMasked: true, code: 'RSV_BITS_SET' },
+  { name: 'unmasked client frame (§5.1)', hex: '81 05 48656c6c6f', expectMasked: true, code: 'WS_ERR_UNMASKED_FRAME' },
+  { name: 'unmasked client close frame', hex: '88 00', expectMasked: true, code: 'WS_ERR_UNMASKED_FRAME' },
+  { name: 'masked server frame, as seen by a client (§5.1)', hex: '81 85 37fa213d 7f9f4d5158', expectMasked: false, code: 'WS_ERR_MASKED_FRAME' },
+  { name: 'RSV1 set', hex: 'c1 80 00000000', expectMasked: true, code: 'WS_ERR_RSV_BITS_SET' },
+  { name: 'RSV2 set', hex: 'a1 80 00000000', expectMasked: true, code: 'WS_ERR_RSV_BITS_SET' },
+  { name: 'RSV3 set', hex: '91 80 00000000', expectMasked: true, code: 'WS_ERR_RSV_BITS_SET' },
+  { name: 'RSV bits on a continuation', hex: 'f0 80 00000000', expectMasked: true, code: 'WS_ERR_RSV_BITS_SET' },
   ...[3, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf].map((op): ErrorCase => ({
     name: `reserved opcode 0x${op.toString(16)}`,
     hex: `${(0x80 | op).toString(16)} 80 00000000`,
     expectMasked: true,
-    code: 'RESERVED_OPCODE',
+    code: 'WS_ERR_RESERVED_OPCODE',
   })),
-  { name: 'ping of 126 bytes (16-bit length)', hex: '89 FE 007E', expectMasked: true, code: 'CONTROL_FRAME_TOO_LONG' },
-  { name: 'close with a 64-bit length', hex: '88 FF 0000000000000080', expectMasked: true, code: 'CONTROL_FRAME_TOO_LONG' },
-  { name: 'pong of 126 bytes', hex: '8a FE 007E', expectMasked: true, code: 'CONTROL_FRAME_TOO_LONG' },
-  { name: 'fragmented ping (FIN clear)', hex: '09 80 00000000', expectMasked: true, code: 'FRAGMENTED_CONTROL_FRAME' },
-  { name: 'fragmented close (FIN clear)', hex: '08 80 00000000', expectMasked: true, code: 'FRAGMENTED_CONTROL_FRAME' },
-  { name: 'fragmented pong (FIN clear)', hex: '0a 80 00000000', expectMasked: true, code: 'FRAGMENTED_CONTROL_FRAME' },
-  { name: 'length 5 in the 16-bit form', hex: '82 7E 0005 0102030405', expectMasked: false, code: 'NON_MINIMAL_LENGTH' },
-  { name: 'length 125 in the 16-bit form', hex: '82 7E 007D', expectMasked: false, code: 'NON_MINIMAL_LENGTH' },
-  { name: 'length 0 in the 16-bit form', hex: '82 7E 0000', expectMasked: false, code: 'NON_MINIMAL_LENGTH' },
-  { name: 'length 126 in the 64-bit form', hex: '82 7F 000000000000007E', expectMasked: false, code: 'NON_MINIMAL_LENGTH' },
-  { name: 'length 65535 in the 64-bit form', hex: '82 7F 000000000000FFFF', expectMasked: false, code: 'NON_MINIMAL_LENGTH' },
-  { name: 'length 5 in the 64-bit form, masked', hex: '82 FF 0000000000000005', expectMasked: true, code: 'NON_MINIMAL_LENGTH' },
-  { name: '64-bit length with its most significant bit set', hex: '82 7F 8000000000000000', expectMasked: false, code: 'LENGTH_MSB_SET' },
-  { name: '64-bit length 0xFFFFFFFFFFFFFFFF', hex: '82 FF FFFFFFFFFFFFFFFF', expectMasked: true, code: 'LENGTH_MSB_SET' },
+  { name: 'ping of 126 bytes (16-bit length)', hex: '89 FE 007E', expectMasked: true, code: 'WS_ERR_CONTROL_FRAME_TOO_LONG' },
+  { name: 'close with a 64-bit length', hex: '88 FF 0000000000000080', expectMasked: true, code: 'WS_ERR_CONTROL_FRAME_TOO_LONG' },
+  { name: 'pong of 126 bytes', hex: '8a FE 007E', expectMasked: true, code: 'WS_ERR_CONTROL_FRAME_TOO_LONG' },
+  { name: 'fragmented ping (FIN clear)', hex: '09 80 00000000', expectMasked: true, code: 'WS_ERR_FRAGMENTED_CONTROL_FRAME' },
+  { name: 'fragmented close (FIN clear)', hex: '08 80 00000000', expectMasked: true, code: 'WS_ERR_FRAGMENTED_CONTROL_FRAME' },
+  { name: 'fragmented pong (FIN clear)', hex: '0a 80 00000000', expectMasked: true, code: 'WS_ERR_FRAGMENTED_CONTROL_FRAME' },
+  { name: 'length 5 in the 16-bit form', hex: '82 7E 0005 0102030405', expectMasked: false, code: 'WS_ERR_NON_MINIMAL_LENGTH' },
+  { name: 'length 125 in the 16-bit form', hex: '82 7E 007D', expectMasked: false, code: 'WS_ERR_NON_MINIMAL_LENGTH' },
+  { name: 'length 0 in the 16-bit form', hex: '82 7E 0000', expectMasked: false, code: 'WS_ERR_NON_MINIMAL_LENGTH' },
+  { name: 'length 126 in the 64-bit form', hex: '82 7F 000000000000007E', expectMasked: false, code: 'WS_ERR_NON_MINIMAL_LENGTH' },
+  { name: 'length 65535 in the 64-bit form', hex: '82 7F 000000000000FFFF', expectMasked: false, code: 'WS_ERR_NON_MINIMAL_LENGTH' },
+  { name: 'length 5 in the 64-bit form, masked', hex: '82 FF 0000000000000005', expectMasked: true, code: 'WS_ERR_NON_MINIMAL_LENGTH' },
+  { name: '64-bit length with its most significant bit set', hex: '82 7F 8000000000000000', expectMasked: false, code: 'WS_ERR_LENGTH_MSB_SET' },
+  { name: '64-bit length 0xFFFFFFFFFFFFFFFF', hex: '82 FF FFFFFFFFFFFFFFFF', expectMasked: true, code: 'WS_ERR_LENGTH_MSB_SET' },
 ];
 
 for (const c of errorCases) {
@@ -329,14 +329,14 @@ test('error: a bad frame after good ones in the same chunk delivers the good one
     expectMasked: false,
     onFrame: (f) => frames.push({ fin: f.fin, opcode: f.opcode, payload: f.payload.toString('hex') }),
   });
-  assertProtocolError(() => parser.push(hex('81 01 41  83 00  81 01 42')), 'RESERVED_OPCODE');
+  assertProtocolError(() => parser.push(hex('81 01 41  83 00  81 01 42')), 'WS_ERR_RESERVED_OPCODE');
   assert.deepEqual(frames, [{ fin: true, opcode: Opcode.TEXT, payload: '41' }]);
 });
 
 test('error: a header error fires on the header bytes alone, before any payload', () => {
   // Only the 2 header bytes of a reserved-opcode frame announcing 125 bytes.
   const parser = new FrameParser({ expectMasked: true, onFrame: () => assert.fail('no frame expected') });
-  assertProtocolError(() => parser.push(hex('83 FD')), 'RESERVED_OPCODE');
+  assertProtocolError(() => parser.push(hex('83 FD')), 'WS_ERR_RESERVED_OPCODE');
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -370,7 +370,7 @@ for (const c of headerCases) {
 }
 
 test('onHeader: a ProtocolError it throws propagates out of push() and halts the parser', () => {
-  const thrown = new ProtocolError('MESSAGE_TOO_BIG', 'too big');
+  const thrown = new ProtocolError('WS_ERR_MESSAGE_TOO_BIG', 'too big');
   const frames: Frame[] = [];
   const parser = new FrameParser({
     expectMasked: false,
@@ -453,11 +453,64 @@ for (const c of encodeCases) {
   });
 }
 
-test('encodeFrame: a 2^32+1-byte length is written in 64 bits (header only, via the parser)', () => {
-  // Too big to allocate in a test; check the parser reads the header layout encodeFrame uses.
+// The extended lengths at their boundaries, through encodeFrame itself: exact header bytes, then
+// the payload unchanged right after them.
+const extendedLengthCases = [
+  { length: 126, header: '82 7E 007E' }, // the smallest 16-bit length
+  { length: 0x1234, header: '82 7E 1234' }, // both bytes of the 16-bit field, big-endian
+  { length: 65535, header: '82 7E FFFF' }, // the largest 16-bit length
+  { length: 65536, header: '82 7F 0000000000010000' }, // the smallest 64-bit length
+  { length: 0x12345, header: '82 7F 0000000000012345' }, // several bytes of the low word, big-endian
+];
+
+for (const c of extendedLengthCases) {
+  test(`encodeFrame: length ${c.length} → header ${c.header}, then the payload`, () => {
+    const payload = pattern(c.length);
+    const frame = encodeFrame(Opcode.BINARY, payload);
+    const header = hex(c.header);
+    assert.equal(frame.subarray(0, header.length).toString('hex'), header.toString('hex'));
+    assert.equal(frame.length, header.length + c.length);
+    assert.ok(frame.subarray(header.length).equals(payload), 'the payload follows the header unchanged');
+  });
+}
+
+// Lengths of 2^32 and more cannot be allocated in a test, so the high word of the 64-bit length is
+// checked on writeHeader, the function encodeFrame, encodeTextFrame and encodeMaskedFrame use.
+const writeHeaderCases = [
+  { length: 2 ** 32 - 1, masked: false, header: '82 7F 00000000FFFFFFFF' }, // the low word full, high word 0
+  { length: 2 ** 32, masked: false, header: '82 7F 0000000100000000' }, // the first length with a high word
+  { length: 2 ** 32 + 1, masked: false, header: '82 7F 0000000100000001' },
+  { length: 0x0001020304050607, masked: false, header: '82 7F 0001020304050607' }, // a distinct value in each byte
+  { length: Number.MAX_SAFE_INTEGER, masked: false, header: '82 7F 001FFFFFFFFFFFFF' }, // 2^53 - 1
+  { length: 2 ** 32 + 1, masked: true, header: '82 FF 0000000100000001' }, // MASK bit set, same length bytes
+];
+
+for (const c of writeHeaderCases) {
+  test(`writeHeader: length ${c.length}${c.masked ? ' (masked)' : ''} → ${c.header}`, () => {
+    const target = Buffer.alloc(12, 0xee); // two spare bytes: nothing may be written past the header
+    const size = writeHeader(target, Opcode.BINARY, true, c.length, c.masked);
+    assert.equal(size, 10);
+    assert.equal(target.subarray(0, 10).toString('hex'), hex(c.header).toString('hex'));
+    assert.equal(target.subarray(10).toString('hex'), 'eeee');
+  });
+}
+
+test('writeHeader: FIN clear and each opcode land in the first byte', () => {
+  const target = Buffer.alloc(10);
+  assert.equal(writeHeader(target, Opcode.CONTINUATION, false, 5, false), 2);
+  assert.equal(target.subarray(0, 2).toString('hex'), '0005');
+  assert.equal(writeHeader(target, Opcode.PONG, true, 125, true), 2);
+  assert.equal(target.subarray(0, 2).toString('hex'), '8afd');
+  assert.equal(writeHeader(target, Opcode.TEXT, false, 300, false), 4);
+  assert.equal(target.subarray(0, 4).toString('hex'), '017e012c');
+});
+
+test('parse: reads back the 64-bit length writeHeader writes for 2^32 + 1 (header only)', () => {
+  const header = Buffer.alloc(10);
+  writeHeader(header, Opcode.BINARY, true, 2 ** 32 + 1, false);
   const lengths: number[] = [];
   const parser = new FrameParser({ expectMasked: false, onHeader: (_f, _o, n) => lengths.push(n), onFrame: () => {} });
-  parser.push(hex('82 7F 0000000100000001'));
+  parser.push(header);
   assert.deepEqual(lengths, [2 ** 32 + 1]);
 });
 

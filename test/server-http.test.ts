@@ -237,6 +237,30 @@ describe('connections', () => {
     }
   });
 
+  // --timeout-keep-alive 0 closes an idle connection at once (uvicorn's meaning), where node's own
+  // keepAliveTimeout 0 would keep it open for ever.
+  test('--timeout-keep-alive 0: the response says "Connection: close" and the server ends the connection', TIMEOUT, async () => {
+    const noKeepAlive = await startServer({ args: ['--app', fixture('http-probe.mjs'), '--timeout-keep-alive', '0'] });
+    try {
+      const conn = await openHttp(noKeepAlive.port);
+      try {
+        await conn.write(get('/fixed'));
+        const res = await conn.readResponse();
+        assert.equal(res.body.toString(), 'hello');
+        assert.equal(res.headers['connection'], 'close');
+        await conn.reader.waitEnd(3000, 'the server to end the connection right after the response');
+        // A second request on the same connection finds it closed: nothing comes back.
+        await conn.write(get('/fixed'));
+        await conn.reader.waitClosed(3000);
+        assert.equal(conn.reader.buffered.length, 0, 'no second response');
+      } finally {
+        conn.close();
+      }
+    } finally {
+      await noKeepAlive.stop();
+    }
+  });
+
   test('"Connection: close" ends the connection after the response', TIMEOUT, async () => {
     const conn = await openHttp(server.port);
     try {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startServer, fixture, type RunningServer } from './helpers/server.js';
-import { connectRaw, closePayload, encodeFrame, Op, waitForProbe, type Frame, type RawWebSocket } from './helpers/raw-ws.js';
+import { connectRaw, closePayload, encodeFrame, Op, waitForOutput, waitForProbe, type Frame, type RawWebSocket } from './helpers/raw-ws.js';
 
 /** No test may hang the run: each fails after this long, saying it timed out. */
 const TIMEOUT = { timeout: 20_000 };
@@ -281,6 +281,32 @@ describe('protocol errors: 1002 (RFC 6455 §5 and §7.4.1)', () => {
       await expectFailure(`close-${code}`, 1002, (ws) => ws.send(Op.CLOSE, closePayload(code, 'bad code')), true);
     });
   }
+});
+
+describe('protocol errors in the log (--log-level debug)', () => {
+  let debug: RunningServer;
+  before(async () => {
+    debug = await startServer({ args: ['--app', fixture('echo.mjs'), '--log-level', 'debug'] });
+  });
+  after(async () => {
+    await debug?.stop();
+  });
+
+  test('an unmasked frame logs "closing 1002 WS_ERR_UNMASKED_FRAME: client frames must be masked"', TIMEOUT, async () => {
+    const ws = await connectRaw(debug.port, { path: '/' });
+    try {
+      assert.equal(ws.status, 101, ws.response.statusLine);
+      await ws.send(Op.TEXT, 'in the clear', { mask: false });
+      const close = await ws.waitClose(5000);
+      assert.equal(close.code, 1002);
+      assert.equal(close.reason, 'client frames must be masked');
+      const [line] = await waitForOutput(debug, /^.*closing 1002 .*$/m, 5000, 'the debug line for the protocol error');
+      assert.equal(line, `DEBUG:    [${debug.proc.pid}] closing 1002 WS_ERR_UNMASKED_FRAME: client frames must be masked`);
+      assert.equal(debug.output().match(/ closing \d{4} /g)?.length, 1, 'one line for one error');
+    } finally {
+      ws.destroy();
+    }
+  });
 });
 
 describe('invalid UTF-8: 1007 (RFC 6455 §8.1)', () => {

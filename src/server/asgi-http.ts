@@ -13,7 +13,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { unexpectedMessage } from './asgi-errors.js';
 import type { Application, HttpScope, ReceiveEvent, SendEvent, State } from './asgi-types.js';
-import { checkHeaders } from './handshake.js';
+import { checkHeaders } from './http-messages.js';
 import { describeError, isEnabled, log } from './logger.js';
 import { connectionScope } from './scope.js';
 import { CLOSE_TIMEOUT_MS, endSocket } from './sockets.js';

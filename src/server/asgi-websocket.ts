@@ -2,30 +2,32 @@
 // and the connection's life into ASGI events (ASGI "HTTP & WebSocket" spec, WebSocket section),
 // and checks that the application sends its messages in an order the spec allows.
 //
-// Theory of operation. node:http hands us the socket at its 'upgrade' event. We check the
-// handshake (handshake.ts), then run the application. Its `send` moves a session through:
+// Theory of operation. node:http hands us the socket at its 'upgrade' event, for a request that
+// asks for a WebSocket (handshake.ts: isWebSocketRequest). We check the handshake once
+// (checkHandshake), refuse it through the transport if it is invalid, else create the session and
+// run the application. The session's phases and every transition between them are the tables of
+// websocket-phases.ts: each message the app sends, and each thing that happens around it (the
+// peer's Close, the connection lost, the app returning or raising, shutdown), is looked up there,
+// and this file carries out the action the table names. It never writes to the socket itself:
+// the transport (ws-transport.ts) writes the 101, the refusals, the denial response and the
+// frames, and keeps the bytes that arrive before the 101 (bounded) until the handshake completes.
 //
-//   CONNECTING ──websocket.accept──────────────▶ ACCEPTED ──websocket.close──▶ CLOSING
-//       │      ──websocket.close / app returns─▶ 403, DONE                        │
-//       │      ──websocket.http.response.start─▶ RESPONDING ──last body──▶ DONE   │
-//       └──────── peer leaves ───────────────────────────────────────────────────┴──▶ DONE
-//
-// Frames are read only after the 101: bytes that arrive earlier are kept (bounded) and fed to
-// the codec on accept. `receive` returns `websocket.connect` first, then messages, then
-// `websocket.disconnect` — for ever after, so an app loop that misses it can never hang.
+// `receive` returns `websocket.connect` first, then messages, then `websocket.disconnect` — for
+// ever after, so an app loop that misses it can never hang.
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { unexpectedMessage } from './asgi-errors.js';
 import type {
-  Application, Headers, ReceiveEvent, SendEvent, State, WebSocketDisconnectEvent, WebSocketScope,
+  Application, ReceiveEvent, SendEvent, State, WebSocketAcceptEvent, WebSocketCloseEvent, WebSocketDisconnectEvent,
+  WebSocketHttpResponseBodyEvent, WebSocketHttpResponseStartEvent, WebSocketScope, WebSocketSendEvent,
 } from './asgi-types.js';
 import { CloseCode, isValidWireCloseCode } from './close-codes.js';
 import { FrameCache } from './frame-cache.js';
-import { acceptResponse, checkHandshake, checkHeaders, isToken, plainResponse, plainResponseHead } from './handshake.js';
+import { checkHandshake } from './handshake.js';
+import { checkHeaders, isToken } from './http-messages.js';
 import { describeError, log } from './logger.js';
 import { connectionScope } from './scope.js';
-import { endSocket } from './sockets.js';
-import { WebSocketTransport, type TransportEvents, type TransportOptions } from './ws-transport.js';
+import { WIRE_EVENTS, appTransition, misuseError, type AppTransition, type Phase, type WireEvent } from './websocket-phases.js';
+import { WebSocketTransport, refuseUpgrade, type TransportEvents, type TransportOptions } from './ws-transport.js';
 
 export interface WebSocketSettings extends TransportOptions {
   rootPath: string;
@@ -44,22 +46,21 @@ const INBOX_RESUME_BYTES = 256 * 1024;
 /** One frame cache per process: every connection broadcasting the same text shares its frame. */
 const frames = new FrameCache();
 
-const enum Phase { CONNECTING, RESPONDING, ACCEPTED, CLOSING, DONE }
-
 const RESOLVED = Promise.resolve();
+const SHUTDOWN_REASON = 'server shutting down';
 const CONNECT: ReceiveEvent = { type: 'websocket.connect' };
 
 /** Every session open in this process, so that shutdown can close them with 1001. */
 export const openSessions = new Set<WebSocketSession>();
 
-/** Entry point from node:http's 'upgrade' event, for a request that asks for WebSocket. */
+/** Entry point from node:http's 'upgrade' event, for a request that asks for a WebSocket. */
 export function handleWebSocketUpgrade(
   app: Application, request: IncomingMessage, socket: Socket, head: Buffer, settings: WebSocketSettings, state: State,
 ): void {
   const handshake = checkHandshake(request);
   if (!handshake.ok) {
     log.info(`${describeClient(request)} - "WebSocket ${request.url}" ${handshake.status} (${handshake.message})`);
-    endSocket(socket, settings.closeTimeoutMs, plainResponse(handshake.status, handshake.message, handshake.headers));
+    refuseUpgrade(socket, handshake.status, handshake.message, handshake.headers, settings.closeTimeoutMs);
     return;
   }
   const scope: WebSocketScope = {
@@ -76,13 +77,12 @@ export function handleWebSocketUpgrade(
 }
 
 export class WebSocketSession implements TransportEvents {
-  private phase = Phase.CONNECTING;
+  private phase: Phase = 'connecting';
   /** `host:port` of the client and the request target, for log lines (the request is not kept). */
   private readonly client: string;
   private readonly url: string;
-  private readonly socket: Socket;
-  private readonly key: string;
-  private readonly settings: WebSocketSettings;
+  /** The client's Sec-WebSocket-Key, for the 101; dropped once accepted. */
+  private key: string;
   private readonly transport: WebSocketTransport;
   // The receive side: events not yet taken, and the app's pending `receive` if it is waiting.
   private readonly inbox: ReceiveEvent[] = [CONNECT];
@@ -95,9 +95,7 @@ export class WebSocketSession implements TransportEvents {
   constructor(client: string, url: string, socket: Socket, head: Buffer, key: string, settings: WebSocketSettings) {
     this.client = client;
     this.url = url;
-    this.socket = socket;
     this.key = key;
-    this.settings = settings;
     this.transport = new WebSocketTransport(socket, head, settings, this);
     openSessions.add(this);
   }
@@ -137,106 +135,118 @@ export class WebSocketSession implements TransportEvents {
     } catch (error) {
       running = Promise.reject(error); // an app that throws synchronously
     }
-    running.then(() => this.appReturned(), (error: unknown) => this.appFailed(error));
-  }
-
-  private appReturned(): void {
-    if (this.phase === Phase.CONNECTING) this.refuse(403); // returned before accept
-    else if (this.phase === Phase.ACCEPTED) this.transport.close(CloseCode.NORMAL, ''); // no close sent
-    else if (this.phase === Phase.RESPONDING) this.socket.destroy(); // response left unfinished
-  }
-
-  private appFailed(error: unknown): void {
-    log.error(`Exception in ASGI application\n${describeError(error)}`);
-    if (this.phase === Phase.CONNECTING) this.refuse(500);
-    else if (this.phase === Phase.ACCEPTED) this.transport.close(CloseCode.INTERNAL_ERROR, '');
-    else if (this.phase === Phase.RESPONDING) this.socket.destroy();
+    running.then(() => this.onWireEvent('app-returned'), (error: unknown) => {
+      log.error(`Exception in ASGI application\n${describeError(error)}`);
+      this.onWireEvent('app-raised');
+    });
   }
 
   /** Server shutdown: open connections get 1001 "going away" and the app its disconnect now. */
   shutdown(): void {
-    if (this.phase === Phase.ACCEPTED) this.transport.close(CloseCode.GOING_AWAY, 'server shutting down');
-    else if (this.phase === Phase.CONNECTING || this.phase === Phase.RESPONDING) this.socket.destroy();
-    this.disconnected(CloseCode.GOING_AWAY, 'server shutting down');
+    this.onWireEvent('server-shutdown');
   }
 
-  /** Applies one event the app sent; returns a promise only when the socket needs draining. */
+  /**
+   * Applies one event the app sent, as APP_MESSAGES says; returns a promise only when the socket
+   * needs draining. Each action validates the message before the phase changes, so a message
+   * rejected as malformed leaves the session where it was.
+   */
   private dispatch(event: SendEvent): Promise<void> | null {
     const type = event?.type;
-    switch (this.phase) {
-      case Phase.CONNECTING:
-        if (type === 'websocket.accept') return this.accept(event.subprotocol ?? null, event.headers ?? []);
-        if (type === 'websocket.close') { this.refuse(403); return null; }
-        if (type === 'websocket.http.response.start') return this.startResponse(event.status, event.headers ?? []);
-        throw unexpectedMessage(type, ['websocket.accept', 'websocket.close', 'websocket.http.response.start']);
-      case Phase.RESPONDING:
-        if (type === 'websocket.http.response.body') return this.responseBody(event.body, event.more_body ?? false);
-        throw unexpectedMessage(type, ['websocket.http.response.body']);
-      case Phase.ACCEPTED:
-        if (type === 'websocket.send') {
-          const connection = this.transport.connection;
-          if (typeof event.text === 'string' && event.bytes == null) {
-            // Frame once: a broadcast's text is encoded for the first subscriber and reused.
-            connection.sendFrameBytes(frames.textFrame(event.text));
-          } else if (event.bytes instanceof Uint8Array && event.text == null) {
-            connection.sendBinary(event.bytes);
-          } else {
-            throw new TypeError("'websocket.send' needs exactly one of 'text' (a string) or 'bytes' (a Uint8Array)");
-          }
-          return this.transport.backpressure();
-        }
-        if (type === 'websocket.close') {
-          const code = event.code ?? CloseCode.NORMAL;
-          if (!isValidWireCloseCode(code)) throw new RangeError(`'websocket.close' code ${code} may not be sent (RFC 6455 §7.4)`);
-          this.phase = Phase.CLOSING;
-          this.transport.close(code, event.reason ?? '');
-          return null;
-        }
-        throw unexpectedMessage(type, ['websocket.send', 'websocket.close']);
-      case Phase.CLOSING:
-        throw new Error(`Unexpected ASGI message '${type}', after sending 'websocket.close'`);
-      case Phase.DONE:
-        throw new Error(`Unexpected ASGI message '${type}': the WebSocket connection is closed`);
+    const step = appTransition(this.phase, type);
+    if (step === null) throw misuseError(this.phase, type);
+    switch (step.action) {
+      case 'send': return this.sendMessage(event as WebSocketSendEvent);
+      case 'accept': this.accept(event as WebSocketAcceptEvent, step); return null;
+      case 'deny': this.refuse(403); return null;
+      case 'respond': this.respond(event as WebSocketHttpResponseStartEvent, step); return null;
+      case 'respond-body': this.respondBody(event as WebSocketHttpResponseBodyEvent, step); return null;
+      case 'close': this.close(event as WebSocketCloseEvent, step); return null;
     }
   }
 
-  private accept(subprotocol: string | null, headers: Headers): null {
+  /** Applies what WIRE_EVENTS says for something that happened around the application. */
+  private onWireEvent(event: WireEvent, code: number = CloseCode.ABNORMAL_CLOSURE, reason = ''): void {
+    const step = WIRE_EVENTS[this.phase][event];
+    switch (step.action) {
+      case 'report-disconnect': this.disconnected(code, reason); break;
+      case 'deny-403': this.refuse(403); break;
+      case 'deny-500': this.refuse(500); break;
+      case 'close-1000': this.transport.close(CloseCode.NORMAL, ''); break;
+      case 'close-1011': this.transport.close(CloseCode.INTERNAL_ERROR, ''); break;
+      case 'abort': this.transport.abort(); this.disconnected(CloseCode.ABNORMAL_CLOSURE, ''); break;
+      case 'close-going-away':
+        this.transport.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON);
+        this.disconnected(CloseCode.GOING_AWAY, SHUTDOWN_REASON);
+        break;
+      case 'abort-going-away': this.transport.abort(); this.disconnected(CloseCode.GOING_AWAY, SHUTDOWN_REASON); break;
+      case 'report-going-away': this.disconnected(CloseCode.GOING_AWAY, SHUTDOWN_REASON); break;
+      case 'ignore': break;
+    }
+    this.phase = step.next;
+  }
+
+  private sendMessage(event: WebSocketSendEvent): Promise<void> | null {
+    const connection = this.transport.connection;
+    if (typeof event.text === 'string' && event.bytes == null) {
+      // Frame once: a broadcast's text is encoded for the first subscriber and reused.
+      connection.sendFrameBytes(frames.textFrame(event.text));
+    } else if (event.bytes instanceof Uint8Array && event.text == null) {
+      connection.sendBinary(event.bytes);
+    } else {
+      throw new TypeError("'websocket.send' needs exactly one of 'text' (a string) or 'bytes' (a Uint8Array)");
+    }
+    return this.transport.backpressure();
+  }
+
+  private accept(event: WebSocketAcceptEvent, step: AppTransition): void {
+    const subprotocol = event.subprotocol ?? null;
+    const headers = event.headers ?? [];
     checkHeaders(headers, "'websocket.accept'");
     if (subprotocol !== null && !isToken(subprotocol)) {
       throw new TypeError(`'websocket.accept' subprotocol ${JSON.stringify(subprotocol)} is not a valid token`);
     }
-    this.phase = Phase.ACCEPTED;
-    this.socket.write(Buffer.from(acceptResponse(this.key, subprotocol, headers), 'latin1'));
-    this.transport.start();
-    return null;
+    this.phase = step.next;
+    this.transport.accept(this.key, subprotocol, headers);
+    this.key = '';
   }
 
-  /** Denies the handshake with a plain HTTP status (403 for close, 500 for an exception). */
-  private refuse(status: number): void {
-    this.phase = Phase.DONE;
+  private close(event: WebSocketCloseEvent, step: AppTransition): void {
+    const code = event.code ?? CloseCode.NORMAL;
+    if (!isValidWireCloseCode(code)) throw new RangeError(`'websocket.close' code ${code} may not be sent (RFC 6455 §7.4)`);
+    this.phase = step.next;
+    this.transport.close(code, event.reason ?? '');
+  }
+
+  /** Denies the handshake with a plain HTTP status (403 for close or a return, 500 for an exception). */
+  private refuse(status: 403 | 500): void {
     log.info(`${this.client} - "WebSocket ${this.url}" ${status}`);
-    endSocket(this.socket, this.settings.closeTimeoutMs, plainResponse(status, status === 403 ? 'Forbidden' : 'Internal Server Error'));
+    this.transport.refuse(status, status === 403 ? 'Forbidden' : 'Internal Server Error');
     this.disconnected(CloseCode.ABNORMAL_CLOSURE, '');
   }
 
   /** The denial-response extension: the app's own status, headers and body instead of a 101. */
-  private startResponse(status: number, headers: Headers): null {
+  private respond(event: WebSocketHttpResponseStartEvent, step: AppTransition): void {
+    const { status } = event;
+    const headers = event.headers ?? [];
     if (!Number.isInteger(status) || status < 100 || status > 599) throw new RangeError(`invalid HTTP status ${status}`);
     checkHeaders(headers, "'websocket.http.response.start'");
-    this.phase = Phase.RESPONDING;
+    this.phase = step.next;
     log.info(`${this.client} - "WebSocket ${this.url}" ${status}`);
-    this.socket.write(Buffer.from(plainResponseHead(status, headers), 'latin1'));
-    return null;
+    this.transport.respond(status, headers);
   }
 
-  private responseBody(body: Uint8Array | undefined, moreBody: boolean): null {
-    if (body && body.length > 0) this.socket.write(body);
-    if (!moreBody) {
-      this.phase = Phase.DONE;
-      endSocket(this.socket, this.settings.closeTimeoutMs);
+  private respondBody(event: WebSocketHttpResponseBodyEvent, step: AppTransition): void {
+    const body = event.body;
+    if (body !== undefined && !(body instanceof Uint8Array)) throw new TypeError("'websocket.http.response.body' body must be a Uint8Array");
+    const more = event.more_body ?? false;
+    this.transport.respondBody(body, more);
+    if (more) {
+      this.phase = step.next;
+    } else {
+      this.phase = step.nextIfLast!;
       this.disconnected(CloseCode.ABNORMAL_CLOSURE, '');
     }
-    return null;
   }
 
   // ---- TransportEvents -------------------------------------------------------------------------
@@ -245,8 +255,9 @@ export class WebSocketSession implements TransportEvents {
     this.deliver(typeof data === 'string' ? { type: 'websocket.receive', text: data } : { type: 'websocket.receive', bytes: data });
   }
 
+  /** The transport's end of the connection: the peer's Close (or its protocol error), or 1006. */
   onClose(code: number, reason: string): void {
-    this.disconnected(code, reason);
+    this.onWireEvent(code === CloseCode.ABNORMAL_CLOSURE ? 'transport-lost' : 'peer-close', code, reason);
   }
 
   /** Queues an event for `receive`, handing it straight to a waiting call when there is one. */
@@ -267,11 +278,11 @@ export class WebSocketSession implements TransportEvents {
     }
   }
 
-  /** The connection is over: `receive` answers `websocket.disconnect` from now on. */
+  /** The connection is over (phase closed): `receive` answers `websocket.disconnect` from now on. */
   private disconnected(code: number, reason: string): void {
     if (this.disconnect) return;
     this.disconnect = { type: 'websocket.disconnect', code, reason };
-    this.phase = Phase.DONE;
+    this.phase = 'closed';
     openSessions.delete(this);
     if (this.waiting) {
       const resolve = this.waiting;

@@ -43,6 +43,8 @@ export interface ConnectionHandler {
   onPong?(payload: Buffer): void;
   /** Any frame arrived (also proof of life). */
   onActivity?(): void;
+  /** The peer broke a rule: the connection is being failed with `error.closeCode` (for logs). */
+  onProtocolError?(error: ProtocolError): void;
   /** The connection is over, with the code and reason the application will see. Called once. */
   onClose(code: number, reason: string): void;
   /** The owner should end the TCP connection now (after writing what was written). */
@@ -90,7 +92,7 @@ export class WebSocketConnection implements FrameParserOptions {
       this.parser.push(chunk);
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
-      this.fail(error.closeCode, error.message);
+      this.fail(error);
     }
   }
 
@@ -136,10 +138,14 @@ export class WebSocketConnection implements FrameParserOptions {
 
   /**
    * "Fail the WebSocket Connection" (§7.1.7): send Close with the error's code, report that code to
-   * the application, and end TCP without waiting for an answer.
+   * the application, and end TCP without waiting for an answer. The error's stable name
+   * (`WS_ERR_...`) goes to the handler first, so logs name the rule that was broken.
    */
-  private fail(code: number, reason: string): void {
+  private fail(error: ProtocolError): void {
+    const code = error.closeCode;
+    const reason = error.message;
     this.parser.halt();
+    this.handler.onProtocolError?.(error);
     if (this.state === ConnectionState.OPEN) {
       this.handler.onWrite(encodeFrame(Opcode.CLOSE, encodeClosePayload(code, truncateReason(reason))));
     }
@@ -153,18 +159,18 @@ export class WebSocketConnection implements FrameParserOptions {
     if (isControlOpcode(opcode)) return; // the parser already checked control frames (§5.5)
     if (opcode === Opcode.CONTINUATION) {
       // §5.4: a continuation frame only continues a fragmented message already started.
-      if (this.messageOpcode === 0) throw new ProtocolError('UNEXPECTED_CONTINUATION', 'continuation frame without a message to continue');
+      if (this.messageOpcode === 0) throw new ProtocolError('WS_ERR_UNEXPECTED_CONTINUATION', 'continuation frame without a message to continue');
       if (this.fragments.length + 1 > this.options.maxFragments) {
-        throw new ProtocolError('TOO_MANY_FRAGMENTS', `message has more than ${this.options.maxFragments} fragments`);
+        throw new ProtocolError('WS_ERR_TOO_MANY_FRAGMENTS', `message has more than ${this.options.maxFragments} fragments`);
       }
     } else if (this.messageOpcode !== 0) {
       // §5.4: fragments of one message are not interleaved with another data message.
-      throw new ProtocolError('EXPECTED_CONTINUATION', 'a new data frame arrived before the fragmented message ended');
+      throw new ProtocolError('WS_ERR_EXPECTED_CONTINUATION', 'a new data frame arrived before the fragmented message ended');
     }
     // Our bound: close with 1009 as soon as the announced bytes would exceed the limit.
     const total = (opcode === Opcode.CONTINUATION ? this.messageSize : 0) + length;
     if (total > this.options.maxMessageSize) {
-      throw new ProtocolError('MESSAGE_TOO_BIG', `message of ${total} bytes or more exceeds the ${this.options.maxMessageSize}-byte limit`);
+      throw new ProtocolError('WS_ERR_MESSAGE_TOO_BIG', `message of ${total} bytes or more exceeds the ${this.options.maxMessageSize}-byte limit`);
     }
   }
 
@@ -199,7 +205,7 @@ export class WebSocketConnection implements FrameParserOptions {
       // Fast path: a whole message in one frame. Validate with Node's native UTF-8 check.
       if (discard) return;
       if (frame.opcode === Opcode.TEXT) {
-        if (!isUtf8(frame.payload)) throw new ProtocolError('INVALID_UTF8', 'text message is not valid UTF-8');
+        if (!isUtf8(frame.payload)) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'text message is not valid UTF-8');
         this.handler.onMessage(frame.payload.toString('utf8'));
       } else {
         // Copy: the payload may be a view into a socket chunk that the parser no longer owns.
@@ -214,12 +220,12 @@ export class WebSocketConnection implements FrameParserOptions {
     }
     const isText = this.messageOpcode === Opcode.TEXT;
     // §8.1, fail fast: validate each fragment as it arrives, not the whole message at its end.
-    if (isText && !this.utf8!.update(frame.payload)) throw new ProtocolError('INVALID_UTF8', 'text message is not valid UTF-8');
+    if (isText && !this.utf8!.update(frame.payload)) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'text message is not valid UTF-8');
     this.messageSize += frame.payload.length;
     if (!discard) this.fragments.push(Buffer.from(frame.payload)); // copy: see above
     if (!frame.fin) return;
 
-    if (isText && !this.utf8!.atBoundary) throw new ProtocolError('INVALID_UTF8', 'text message ends inside a UTF-8 sequence');
+    if (isText && !this.utf8!.atBoundary) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'text message ends inside a UTF-8 sequence');
     const fragments = this.fragments;
     this.fragments = [];
     this.messageOpcode = 0;
@@ -233,12 +239,12 @@ export class WebSocketConnection implements FrameParserOptions {
   private handleClose(payload: Buffer): void {
     let code: number = CloseCode.NO_STATUS_RECEIVED; // §7.1.5: no code in the frame → 1005
     let reason = '';
-    if (payload.length === 1) throw new ProtocolError('INVALID_CLOSE_PAYLOAD', 'a close frame payload cannot be 1 byte long');
+    if (payload.length === 1) throw new ProtocolError('WS_ERR_INVALID_CLOSE_PAYLOAD', 'a close frame payload cannot be 1 byte long');
     if (payload.length >= 2) {
       code = payload.readUInt16BE(0);
-      if (!isValidWireCloseCode(code)) throw new ProtocolError('INVALID_CLOSE_CODE', `close code ${code} must not be sent`);
+      if (!isValidWireCloseCode(code)) throw new ProtocolError('WS_ERR_INVALID_CLOSE_CODE', `close code ${code} must not be sent`);
       const reasonBytes = payload.subarray(2);
-      if (!isUtf8(reasonBytes)) throw new ProtocolError('INVALID_UTF8', 'close reason is not valid UTF-8');
+      if (!isUtf8(reasonBytes)) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'close reason is not valid UTF-8');
       reason = reasonBytes.toString('utf8');
     }
     this.parser.halt(); // nothing after a Close frame is read (§5.5.1)

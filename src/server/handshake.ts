@@ -1,5 +1,5 @@
-// The opening handshake of RFC 6455 §4.2, as pure functions over request headers: is this a
-// WebSocket upgrade, is it a valid one, and what are the bytes of the answer.
+// The opening handshake of RFC 6455 §4.2, as pure functions over request headers: does this
+// request ask for a WebSocket at all, is it a valid handshake, and what are the bytes of the 101.
 //
 //   GET /chat HTTP/1.1                           HTTP/1.1 101 Switching Protocols
 //   Host: server.example.com                     Upgrade: websocket
@@ -9,11 +9,17 @@
 //   Sec-WebSocket-Version: 13
 //   Sec-WebSocket-Protocol: chat, superchat
 //
-// The 101 is written only when the application sends `websocket.accept`; until then the
-// application may still refuse (403) or answer with any HTTP response of its own.
+// Theory of operation. A request reaches the WebSocket dispatcher only if `isWebSocketRequest`
+// says it asks for one (HTTP/1.1, `Connection: upgrade`, `Upgrade: websocket`); anything else is
+// served as plain HTTP, since RFC 9110 §7.8 lets a server ignore an Upgrade it will not honour
+// (and requires it to in HTTP/1.0). The dispatcher then runs `checkHandshake` once: a verdict of
+// refusal carries the status, message and headers to answer with; a valid handshake carries the
+// key and the offered subprotocols. The 101 (`acceptResponse`) is written only when the
+// application sends `websocket.accept`; until then it may still refuse (403) or answer with any
+// HTTP response of its own. ws-transport.ts writes all of these bytes: nothing here does I/O.
 import { createHash } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
 import type { Headers } from './asgi-types.js';
+import { hasToken, headerValue } from './http-messages.js';
 
 /** §1.3: the GUID appended to the client's key before hashing. */
 export const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -21,13 +27,6 @@ export const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** §4.2.2 item 5.4: base64(SHA-1(key + GUID)). */
 export function computeAcceptKey(key: string): string {
   return createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
-}
-
-/** Does a comma-separated header value hold `token` (case-insensitive, RFC 9110 §5.6.1)? */
-export function hasToken(value: string | undefined, token: string): boolean {
-  if (!value) return false;
-  for (const part of value.split(',')) if (part.trim().toLowerCase() === token) return true;
-  return false;
 }
 
 export type HandshakeResult =
@@ -44,6 +43,24 @@ export interface RequestHead {
 }
 
 /**
+ * Does this request ask to become a WebSocket? HTTP/1.1 or later (RFC 9110 §7.8: "A server MUST
+ * ignore an Upgrade header field that is received in an HTTP/1.0 request"), with the "upgrade"
+ * connection option (§7.8: a sender of Upgrade must list it in Connection; without it the Upgrade
+ * is not addressed to us) and an Upgrade naming "websocket". Every other request, whatever its
+ * headers, is an ordinary HTTP request.
+ */
+export function isWebSocketRequest(request: RequestHead): boolean {
+  return isHttp11OrLater(request.httpVersion)
+    && hasToken(headerValue(request.headers, 'connection'), 'upgrade')
+    && hasToken(headerValue(request.headers, 'upgrade'), 'websocket');
+}
+
+function isHttp11OrLater(version: string): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 1 || (major === 1 && minor >= 1);
+}
+
+/**
  * A base64 string that decodes to 16 bytes: 22 characters and "==". The last character also
  * carries 4 padding bits that a canonical encoder sets to 0; decoders ignore them, and so do we
  * (as `ws` does), or clients with sloppy encoders would be refused for no gain.
@@ -52,13 +69,10 @@ const KEY_PATTERN = /^[A-Za-z0-9+/]{22}==$/;
 
 /** Checks a request against the client handshake rules of §4.2.1, in the RFC's order. */
 export function checkHandshake(request: RequestHead): HandshakeResult {
-  const header = (name: string): string | undefined => {
-    const value = request.headers[name];
-    return Array.isArray(value) ? value.join(', ') : value;
-  };
+  const header = (name: string): string | undefined => headerValue(request.headers, name);
   // §4.2.1 item 1: "An HTTP/1.1 or higher GET request".
   if (request.method !== 'GET') return { ok: false, status: 405, message: 'a WebSocket handshake must be a GET request', headers: [['allow', 'GET']] };
-  if (request.httpVersion !== '1.1') return { ok: false, status: 400, message: 'a WebSocket handshake needs HTTP/1.1' };
+  if (!isHttp11OrLater(request.httpVersion)) return { ok: false, status: 400, message: 'a WebSocket handshake needs HTTP/1.1' };
   // Item 2: a Host header field.
   if (!header('host')) return { ok: false, status: 400, message: 'missing Host header' };
   // Items 3 and 4: Upgrade holding "websocket", Connection holding "Upgrade", both case-insensitive.
@@ -74,8 +88,12 @@ export function checkHandshake(request: RequestHead): HandshakeResult {
   return { ok: true, key, subprotocols: offeredSubprotocols(request.rawHeaders) };
 }
 
-/** Item 8: the subprotocols offered, "ordered by preference", over all Sec-WebSocket-Protocol lines. */
-function offeredSubprotocols(rawHeaders: string[]): string[] {
+/**
+ * Item 8: the subprotocols offered, "ordered by preference", over all Sec-WebSocket-Protocol
+ * lines in the order received (a client may split its list over several lines); empty elements
+ * of the comma-separated list are skipped (RFC 9110 §5.6.1).
+ */
+export function offeredSubprotocols(rawHeaders: string[]): string[] {
   const offered: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
     if (rawHeaders[i]!.toLowerCase() !== 'sec-websocket-protocol') continue;
@@ -87,56 +105,14 @@ function offeredSubprotocols(rawHeaders: string[]): string[] {
   return offered;
 }
 
-/** RFC 9110 §5.6.2 token characters, for header names and subprotocols the application supplies. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
-export function isToken(value: unknown): boolean {
-  return typeof value === 'string' && TOKEN.test(value);
-}
 /**
- * Header values are latin1 on the wire (the contract), so nothing above U+00FF; and no CR, LF or
- * NUL, which would let a value inject headers (response splitting).
+ * §4.2.2 item 5: the 101 response, with the app's subprotocol and extra headers (which the caller
+ * has validated: checkHeaders and isToken in http-messages.ts).
  */
-const SAFE_VALUE = /^[^\r\n\0\u0100-\uffff]*$/;
-
-/** Validates application-supplied headers, so that no app can split a response. Throws Error. */
-export function checkHeaders(headers: Headers, what: string): void {
-  for (const pair of headers) {
-    if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') {
-      throw new TypeError(`${what}: headers must be [name, value] pairs of strings`);
-    }
-    if (!TOKEN.test(pair[0])) throw new TypeError(`${what}: invalid header name ${JSON.stringify(pair[0])}`);
-    if (!SAFE_VALUE.test(pair[1])) throw new TypeError(`${what}: invalid characters in the value of header ${pair[0]}`);
-  }
-}
-
-/** §4.2.2 item 5: the 101 response, with the app's subprotocol and extra headers. */
 export function acceptResponse(key: string, subprotocol: string | null, extraHeaders: Headers): string {
   let head = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
     + `Sec-WebSocket-Accept: ${computeAcceptKey(key)}\r\n`;
   if (subprotocol !== null) head += `Sec-WebSocket-Protocol: ${subprotocol}\r\n`;
   for (const [name, value] of extraHeaders) head += `${name}: ${value}\r\n`;
   return head + '\r\n';
-}
-
-/**
- * The head of a plain HTTP response on a raw socket (refusals before the 101, and the app's
- * denial response). Close-delimited unless the app gave a Content-Length: the socket is ended
- * after the body, so no framing is needed (RFC 9112 §6.3 item 8).
- */
-export function plainResponseHead(status: number, headers: Headers): string {
-  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
-  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
-  if (!headers.some(([name]) => name.toLowerCase() === 'connection')) head += 'Connection: close\r\n';
-  return head + '\r\n';
-}
-
-/** A complete short plain-text HTTP response, for refusing a handshake. */
-export function plainResponse(status: number, message: string, headers: Headers = []): string {
-  const body = message + '\n';
-  return plainResponseHead(status, [
-    ...headers,
-    ['Content-Type', 'text/plain; charset=utf-8'],
-    ['Content-Length', String(Buffer.byteLength(body))],
-  ]) + body;
 }

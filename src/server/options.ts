@@ -22,7 +22,7 @@ export interface ServerOptions {
   wsPingTimeout: number;
   /** Seconds shutdown may take before open work is cut off. */
   timeoutGracefulShutdown: number;
-  /** Seconds an idle keep-alive HTTP connection stays open. */
+  /** Seconds an idle keep-alive HTTP connection stays open; 0: closed after each response. */
   timeoutKeepAlive: number;
   /** Most connections one process holds at once; more are refused. */
   limitConcurrency: number;
@@ -49,7 +49,8 @@ Options:
   --ws-ping-interval SECONDS         heartbeat ping interval, 0 disables (default 20)
   --ws-ping-timeout SECONDS          drop a peer silent this long after a ping, 0 disables (default 20)
   --timeout-graceful-shutdown SECONDS  time allowed to finish open work on shutdown (default 10)
-  --timeout-keep-alive SECONDS       idle keep-alive connection timeout (default 5)
+  --timeout-keep-alive SECONDS       idle keep-alive connection timeout, 0 closes each
+                                     connection after its response (default 5)
   --limit-concurrency N              most open connections per process (default 10000)
   --help                             show this help and exit
   --version                          print the version and exit

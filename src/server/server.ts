@@ -11,10 +11,12 @@ import type { Application } from './asgi-types.js';
 import { handleHttpRequest } from './asgi-http.js';
 import { Lifespan, LifespanStartupError } from './asgi-lifespan.js';
 import { handleWebSocketUpgrade, openSessions, type WebSocketSettings } from './asgi-websocket.js';
-import { checkHandshake, hasToken, plainResponse } from './handshake.js';
+import { isWebSocketRequest } from './handshake.js';
+import { plainResponse } from './http-messages.js';
 import { log } from './logger.js';
 import type { ServerOptions } from './options.js';
 import { CLOSE_TIMEOUT_MS, endSocket } from './sockets.js';
+import { refuseUpgrade } from './ws-transport.js';
 
 /** Exit codes, as uvicorn uses them: 1 for a server error (port in use), 3 for startup failure. */
 export const EXIT_SERVER_ERROR = 1;
@@ -43,38 +45,36 @@ export async function serve(app: Application, options: ServerOptions): Promise<v
   };
   const httpSettings = { rootPath: options.rootPath };
 
+  // --timeout-keep-alive 0 means what it means in uvicorn: an idle connection is closed at once,
+  // i.e. after each response. Node reads keepAliveTimeout 0 as "never time out", the opposite, so
+  // 0 is not passed on: each response says `Connection: close` and node ends the socket after it.
+  const keepAlive = options.timeoutKeepAlive > 0;
   const server = createServer({
     maxHeaderSize: 16 * 1024, // bound the request head (node's default, stated)
     headersTimeout: 20_000, // a client has 20 s to send its request head (slowloris)
     requestTimeout: 300_000, // and 5 minutes for a whole request body
     keepAliveTimeout: options.timeoutKeepAlive * 1000,
   }, (request, response) => {
-    // A WebSocket handshake without `Connection: upgrade` reaches here, not 'upgrade': refuse it
-    // with the handshake check's own verdict (§4.2.1), which names the missing token.
-    if (hasToken(headerText(request, 'upgrade'), 'websocket')) {
-      const verdict = checkHandshake(request);
-      if (!verdict.ok) {
-        response.writeHead(verdict.status, [...(verdict.headers ?? []), ['content-type', 'text/plain; charset=utf-8'], ['connection', 'close']].flat());
-        response.end(`${verdict.message}\n`);
-        return;
-      }
-    }
+    // Every request node does not treat as an upgrade is plain HTTP, including one that carries
+    // `Upgrade: websocket` without `Connection: upgrade` (RFC 9110 §7.8: not addressed to us).
+    if (!keepAlive) response.shouldKeepAlive = false;
     handleHttpRequest(app, request, response, httpSettings, lifespan.state);
   });
   server.maxConnections = options.limitConcurrency;
 
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
     if (shuttingDown) {
-      endSocket(socket, CLOSE_TIMEOUT_MS, plainResponse(503, 'the server is shutting down'));
+      refuseUpgrade(socket, 503, 'the server is shutting down', [], CLOSE_TIMEOUT_MS);
       return;
     }
-    if (hasToken(headerText(request, 'upgrade'), 'websocket')) {
+    if (isWebSocketRequest(request)) {
       handleWebSocketUpgrade(app, request, socket, head, wsSettings, lifespan.state);
       return;
     }
-    // Another protocol (h2c, ...): RFC 9110 §7.8 lets a server ignore Upgrade and answer in
-    // HTTP/1.1. node:http has already let go of the socket, so attach a response to it ourselves;
-    // the request was not framed by node (no body read), and the connection closes after it.
+    // Another protocol (h2c, ...), or an Upgrade in HTTP/1.0 (which RFC 9110 §7.8 says to ignore):
+    // answer in HTTP, as §7.8 allows. node:http has already let go of the socket, so attach a
+    // response to it ourselves; the request was not framed by node (no body read), and the
+    // connection closes after it.
     const response = new ServerResponse(request);
     response.shouldKeepAlive = false;
     response.assignSocket(socket);
@@ -148,9 +148,4 @@ async function raceDeadline<T>(promise: Promise<T>, deadline: number): Promise<T
   } finally {
     clearTimeout(timer);
   }
-}
-
-function headerText(request: IncomingMessage, name: string): string | undefined {
-  const value = request.headers[name];
-  return Array.isArray(value) ? value.join(', ') : value;
 }

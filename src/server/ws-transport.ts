@@ -1,6 +1,26 @@
-// The thin I/O layer under the sans-I/O WebSocketConnection: it moves bytes between a TCP socket
-// and the state machine, and owns the timers (heartbeat, closing-handshake timeout) and the
-// socket's backpressure. Nothing here knows about frame layouts or ASGI.
+// The I/O layer of one WebSocket connection, from the moment node:http hands over the upgraded
+// socket: it answers the handshake (the 101, a refusal, or the application's own HTTP response,
+// with the bytes handshake.ts and http-messages.ts build), then moves bytes between the socket and
+// the sans-I/O WebSocketConnection, and owns the timers (heartbeat, closing-handshake timeout) and
+// the socket's backpressure. It is the only code that writes to the socket of a WebSocket request
+// (server.ts answers other Upgrades, h2c and the like, as plain HTTP through node's
+// ServerResponse); nothing here knows about frame layouts or ASGI.
+//
+// Theory of operation:
+//
+//   new WebSocketTransport(socket, head)     bytes that came with the request (`head`) and any
+//        │                                   that follow are kept, bounded, unparsed
+//        ├── accept(key, subprotocol, headers)      writes the 101, feeds the kept bytes to the
+//        │                                          codec, starts the heartbeat: frames flow
+//        ├── refuse(status, message)                a plain-text response, then the end of TCP
+//        └── respond(status, headers), respondBody(body, more)
+//                                                   the app's denial response; the last body
+//                                                   ends TCP
+//
+// refuseUpgrade() answers a request that never gets a transport (an invalid handshake, or any
+// upgrade during shutdown). The TCP connection is ended exactly once, by end() below, whoever
+// asks: the codec once it reaches CLOSED (after the peer's Close, a protocol error, the peer's
+// FIN), a refusal, the end of a denial response. abort() destroys it without a word.
 //
 // Memory per connection matters when a process holds tens of thousands of them, so, as `ws`
 // does, the transport hangs itself on its socket under a symbol and the socket's listeners are
@@ -9,7 +29,12 @@
 // ConnectionHandler) instead of wrapping each callback in a closure, and timers get module-level
 // callbacks with the transport as their argument.
 import type { Socket } from 'node:net';
+import type { Headers } from './asgi-types.js';
 import { ConnectionState, WebSocketConnection, type ConnectionHandler, type ConnectionOptions } from './connection.js';
+import type { ProtocolError } from './errors.js';
+import { acceptResponse } from './handshake.js';
+import { plainResponse, plainResponseHead } from './http-messages.js';
+import { log } from './logger.js';
 import { endSocket } from './sockets.js';
 
 export interface TransportOptions extends ConnectionOptions {
@@ -84,8 +109,14 @@ export class WebSocketTransport implements ConnectionHandler {
     if (head.length > 0) this.receive(head);
   }
 
-  /** Called once the 101 is written: frames flow, and the heartbeat starts. */
-  start(): void {
+  // ---- the handshake's answer (before the 101, the socket speaks HTTP) ------------------------
+
+  /**
+   * Completes the handshake: writes the 101 (§4.2.2), then frames flow and the heartbeat starts.
+   * The caller has validated the subprotocol and headers.
+   */
+  accept(key: string, subprotocol: string | null, headers: Headers): void {
+    this.socket.write(acceptResponse(key, subprotocol, headers), 'latin1');
     this.connection.accept();
     // Small frames should leave at once, not wait for Nagle's algorithm to coalesce them.
     this.socket.setNoDelay(true);
@@ -94,6 +125,32 @@ export class WebSocketTransport implements ConnectionHandler {
     for (const chunk of early) this.connection.receiveData(chunk);
     if (this.options.pingIntervalMs > 0) this.armHeartbeat(this.options.pingIntervalMs);
   }
+
+  /** Refuses the handshake with a short plain-text response, then ends TCP. */
+  refuse(status: number, message: string): void {
+    this.end(plainResponse(status, message));
+  }
+
+  /**
+   * Starts the application's own HTTP response instead of a 101 (the denial response); the caller
+   * has validated the status and headers. Close-delimited: the socket ends after the last body.
+   */
+  respond(status: number, headers: Headers): void {
+    this.socket.write(plainResponseHead(status, headers), 'latin1');
+  }
+
+  /** A part of the denial response's body; the last one (`more` false) ends TCP. */
+  respondBody(body: Uint8Array | undefined, more: boolean): void {
+    if (body !== undefined && body.length > 0) this.socket.write(body);
+    if (!more) this.end();
+  }
+
+  /** Drops the connection at once, without a word (an unfinished denial response, shutdown). */
+  abort(): void {
+    this.socket.destroy();
+  }
+
+  // ---- bytes in ------------------------------------------------------------------------------
 
   /** Bytes from the socket: to the codec, or kept (bounded) until the handshake completes. */
   receive(chunk: Buffer): void {
@@ -119,12 +176,22 @@ export class WebSocketTransport implements ConnectionHandler {
 
   /**
    * The peer's FIN. node:http created the socket with allowHalfOpen, so without this a client
-   * that ends TCP without a Close frame would leave the connection half-open for ever: report
-   * 1006 (unless the closing handshake completed) and end our side too, after what is queued.
+   * that ends TCP without a Close frame would leave the connection half-open for ever. The codec
+   * reports 1006 (unless the closing handshake completed) and asks us to end our side
+   * (onEndTransport), after what is queued; if it had already reached CLOSED, it had asked then.
    */
   peerEnded(): void {
     this.connection.receiveEof();
-    endSocket(this.socket, this.options.closeTimeoutMs);
+  }
+
+  /**
+   * Ends TCP after what is queued and `lastBytes`, once: the first caller ends the socket and arms
+   * its destroy timer (sockets.ts), later ones find it ended. No flag is needed for that: this
+   * transport is the only writer of the socket, so `writableEnded` says whether it did.
+   */
+  private end(lastBytes?: string): void {
+    if (this.socket.writableEnded) return;
+    endSocket(this.socket, this.options.closeTimeoutMs, lastBytes);
   }
 
   /**
@@ -224,6 +291,11 @@ export class WebSocketTransport implements ConnectionHandler {
     this.heardSincePing = true;
   }
 
+  /** The peer broke the protocol: the codec is failing the connection with the error's close code. */
+  onProtocolError(error: ProtocolError): void {
+    log.debug(`closing ${error.closeCode} ${error.code}: ${error.message}`);
+  }
+
   onClose(code: number, reason: string): void {
     if (this.heartbeat) clearTimeout(this.heartbeat);
     if (this.closeTimer) clearTimeout(this.closeTimer);
@@ -234,7 +306,7 @@ export class WebSocketTransport implements ConnectionHandler {
   /** §7.1.1: after the closing handshake (or a failure) the server closes TCP first. */
   onEndTransport(): void {
     this.flush(); // the close frame and anything before it go out first
-    endSocket(this.socket, this.options.closeTimeoutMs);
+    this.end();
   }
 
   // ---- heartbeat and drain -------------------------------------------------------------------
@@ -289,6 +361,14 @@ export class WebSocketTransport implements ConnectionHandler {
     else this.resolveDrained!();
     this.drained = this.resolveDrained = this.rejectDrained = null;
   }
+}
+
+/**
+ * Refuses an upgrade that gets no transport (an invalid handshake, or any upgrade during
+ * shutdown): a short plain-text response with `headers`, then the end of TCP.
+ */
+export function refuseUpgrade(socket: Socket, status: number, message: string, headers: Headers | undefined, closeTimeoutMs: number): void {
+  endSocket(socket, closeTimeoutMs, plainResponse(status, message, headers));
 }
 
 // Write coalescing, shared by all connections of the process.
