@@ -1,8 +1,10 @@
 // A minimal Chrome DevTools Protocol driver for the browser end-to-end test: it launches Debian's
 // headless chromium, speaks CDP over Node's built-in WebSocket client (Node 20 needs
-// `--experimental-websocket`), and offers just what the test needs: open a tab, evaluate
-// JavaScript, wait for a condition, type, press Enter, take a screenshot, and collect every
-// console error, uncaught exception and browser log error (CSP violations included) per page.
+// `--experimental-websocket`), and offers just what the test needs: open a tab (at a given
+// viewport size, optionally with a script run before the page's own), evaluate JavaScript, wait
+// for a condition, type, press Enter, click with the mouse, take a screenshot, collect every
+// console error, uncaught exception and browser log error (CSP violations included) per page,
+// and, if asked, the WebSocket frames a page receives.
 // No dependencies (no puppeteer / playwright / ws).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -93,6 +95,12 @@ class Connection {
 export class Page {
   /** Console errors, uncaught exceptions and browser log errors (e.g. CSP violations), in order. */
   readonly errors: string[] = [];
+  /**
+   * The payload of every WebSocket text frame the page received, in order: filled only for a tab
+   * opened with `recordWebSocketFrames` (see NewPageOptions). It tells what the server sent,
+   * whether or not the page chose to show it.
+   */
+  readonly webSocketFramesReceived: string[] = [];
 
   constructor(private readonly conn: Connection, readonly sessionId: string, readonly targetId: string) {
     conn.listeners.add((msg) => {
@@ -103,6 +111,8 @@ export class Page {
       } else if (msg.method === 'Runtime.exceptionThrown') {
         const d = p.exceptionDetails;
         this.errors.push(`uncaught: ${d.exception?.description ?? d.text}`);
+      } else if (msg.method === 'Network.webSocketFrameReceived' && p.response.opcode === 1) {
+        this.webSocketFramesReceived.push(p.response.payloadData);
       } else if (msg.method === 'Log.entryAdded' && p.entry.level === 'error') {
         // Browser-side messages: CSP violations (source "security"), failed loads ("network"), ...
         this.errors.push(`log[${p.entry.source}]: ${p.entry.text}${p.entry.url ? ` (${p.entry.url})` : ''}`);
@@ -180,6 +190,34 @@ export class Page {
     await this.send('Input.insertText', { text });
   }
 
+  /**
+   * Clicks the middle of the element `selector` with real mouse events (Input.dispatchMouseEvent),
+   * as a user would: the element is scrolled into view first, and the click is refused (an error
+   * saying why) if the element is missing, not displayed, disabled, or covered by another one,
+   * since a user could not click it either.
+   */
+  async click(selector: string): Promise<void> {
+    await this.send('Page.bringToFront');
+    const target = await this.evaluate<{ x: number; y: number } | string>(`(() => {
+      const el = document.querySelector(${JSON.stringify(selector)});
+      if (el === null) return 'no element matches';
+      if (el.disabled === true) return 'the element is disabled';
+      el.scrollIntoView({ block: 'center', inline: 'center' });
+      const box = el.getBoundingClientRect();
+      if (box.width === 0 || box.height === 0) return 'the element is not displayed';
+      const x = box.left + box.width / 2;
+      const y = box.top + box.height / 2;
+      const hit = document.elementFromPoint(x, y);
+      if (hit === null || !el.contains(hit)) return 'the element is covered by ' + (hit === null ? 'nothing (off screen)' : hit.outerHTML.slice(0, 120));
+      return { x, y };
+    })()`);
+    if (typeof target === 'string') throw new Error(`click ${selector}: ${target}`);
+    const at = { x: target.x, y: target.y };
+    await this.send('Input.dispatchMouseEvent', { type: 'mouseMoved', ...at });
+    await this.send('Input.dispatchMouseEvent', { type: 'mousePressed', ...at, button: 'left', buttons: 1, clickCount: 1 });
+    await this.send('Input.dispatchMouseEvent', { type: 'mouseReleased', ...at, button: 'left', buttons: 0, clickCount: 1 });
+  }
+
   /** Presses a key on the focused element; only Enter is mapped (it submits the form). */
   async press(key: 'Enter'): Promise<void> {
     const base = { key, code: key, windowsVirtualKeyCode: 13, nativeVirtualKeyCode: 13 };
@@ -191,9 +229,20 @@ export class Page {
 
   /** Saves a PNG screenshot of the viewport. */
   async screenshot(path: string): Promise<void> {
+    // A background tab may not have painted its latest frame; the front one always has.
+    await this.send('Page.bringToFront');
     const { data } = await this.send('Page.captureScreenshot', { format: 'png' });
     await writeFile(path, Buffer.from(data as string, 'base64'));
   }
+}
+
+export interface NewPageOptions {
+  /** The tab's viewport in CSS pixels; default 1280 × 800. */
+  viewport?: { width: number; height: number };
+  /** JavaScript run at the start of every document in the tab, before the page's scripts. */
+  initScript?: string;
+  /** Record the WebSocket text frames the tab receives (Page.webSocketFramesReceived). */
+  recordWebSocketFrames?: boolean;
 }
 
 export class Browser {
@@ -201,8 +250,14 @@ export class Browser {
 
   constructor(private readonly proc: ChildProcess, private readonly conn: Connection, private readonly profileDir: string) {}
 
-  /** Opens a new tab at `url` and resolves once it has loaded. */
-  async newPage(url: string): Promise<Page> {
+  /**
+   * Opens a new tab at `url` and resolves once it has loaded. The viewport is `options.viewport`
+   * (default 1280 × 800 CSS pixels: wide enough for the chat's two-pane layout), and
+   * `options.initScript`, if given, runs in every document of the tab before the page's own
+   * scripts (e.g. to install a MutationObserver that sees everything the page ever shows); the
+   * page's Content-Security-Policy does not apply to it, as it comes from DevTools.
+   */
+  async newPage(url: string, options: NewPageOptions = {}): Promise<Page> {
     // Create at about:blank and enable the domains first, so nothing the real page logs is missed.
     const { targetId } = await this.conn.send('Target.createTarget', { url: 'about:blank' });
     // flatten: true = "flat" session mode: the tab's commands and events travel on this same
@@ -210,7 +265,16 @@ export class Browser {
     // Target.sendMessageToTarget / Target.receivedMessageFromTarget envelopes.
     const { sessionId } = await this.conn.send('Target.attachToTarget', { targetId, flatten: true });
     const page = new Page(this.conn, sessionId, targetId);
-    await Promise.all([page.send('Page.enable'), page.send('Runtime.enable'), page.send('Log.enable')]);
+    const { width, height } = options.viewport ?? { width: 1280, height: 800 };
+    await Promise.all([
+      page.send('Page.enable'), page.send('Runtime.enable'), page.send('Log.enable'),
+      page.send('Emulation.setDeviceMetricsOverride', { width, height, deviceScaleFactor: 1, mobile: false }),
+    ]);
+    // Network events for every request would be noise; only tabs that ask get them.
+    if (options.recordWebSocketFrames === true) await page.send('Network.enable');
+    if (options.initScript !== undefined) {
+      await page.send('Page.addScriptToEvaluateOnNewDocument', { source: options.initScript });
+    }
     await page.goto(url);
     this.pages.push(page);
     return page;
