@@ -16,7 +16,8 @@
 //   worker C: publish ──┘   (id, ts, history)    └──▶ (only workers that have subscribers)
 //
 // One interface for both modes: with --workers 1 the loop runs in the same process and the "IPC"
-// is a direct call (LocalLink); with --workers N it runs in the cluster primary (IpcLink).
+// is a direct call (createHub builds that link); with --workers N it runs in the cluster primary
+// (primary.ts) and the link is node:cluster's IPC channel.
 //
 // Theory of operation:
 //   Order: only the primary assigns ids; it sends batches in id order over each worker's IPC
