@@ -2,7 +2,8 @@
 // and the reason for its value (as uvicorn's config.py does for the server). An ASGI app sees no
 // CLI flags: settings come from environment variables, which each worker inherits (contract).
 // The README's "Settings of the chat" table is rendered from these declarations
-// (`renderSettingsTable`), and test/config.test.ts fails when the two drift apart.
+// (`renderSettingsTable`), and test/config.test.ts fails when the two drift apart; the fixed limits
+// and the queue bounds are also rows of the README's limits table (src/readme-tables.ts).
 import { checkSecret } from './jwt.js';
 
 /** A whole-number setting read from the environment. */
@@ -14,6 +15,12 @@ export interface NumberSetting {
   unit: string;
   /** What it bounds, and why the default is what it is. */
   why: string;
+  /**
+   * For a setting that bounds what a client can make the server hold: what it bounds and what
+   * happens at the bound. Such settings are rows of the README's limits table too.
+   */
+  what?: string;
+  atBound?: string;
 }
 
 export const CHAT_SETTINGS = {
@@ -24,10 +31,12 @@ export const CHAT_SETTINGS = {
   queueMaxMessages: {
     env: 'CHAT_QUEUE_MAX_MESSAGES', default: 1000, min: 1, max: 1_000_000, unit: 'messages',
     why: 'messages waiting for one slow subscriber before it is closed with 1008: seconds of a busy room, so a short stall is absorbed and a stuck reader is not',
+    what: 'chat messages queued for one subscriber and not yet sent', atBound: 'the subscriber is closed with 1008 "slow consumer"; nobody else waits for it',
   },
   queueMaxBytes: {
     env: 'CHAT_QUEUE_MAX_BYTES', default: 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024, unit: 'bytes',
     why: 'the same bound in bytes: 10,000 subscribers can never hold more than 10 GiB, whatever the message size',
+    what: 'bytes of the chat messages queued for one subscriber', atBound: 'the subscriber is closed with 1008 "slow consumer", as for the count',
   },
   maxSenderLength: {
     env: 'CHAT_MAX_SENDER_LENGTH', default: 64, min: 1, max: 1024, unit: 'characters',

@@ -181,23 +181,44 @@ test('parse: all small §5.7 fixtures concatenated, split at every pair of point
   }
 });
 
-test('parse: a 1 MiB masked payload fed 1 byte at a time completes (no quadratic copying)', () => {
-  // 2^20 pushes. Linear work takes a fraction of a second; a parser that re-joins its buffered
-  // chunks on each push copies ~2^39 bytes and takes tens of seconds. node:test cannot interrupt a
-  // synchronous test, so the bound is checked afterwards, loose enough (≈15× the usual time) not
-  // to flake on a slow machine.
-  const payload = pattern(1 << 20);
+test('parse: a payload fed 1 byte at a time is allocated once and each byte copied once (no quadratic buffering)', () => {
+  // 2^18 one-byte chunks. Done right, the parser gathers the payload with one allocation of its
+  // size and one copy of each byte; a parser that re-joins its buffered chunks on each push
+  // allocates and copies ~2^35 bytes. The work is counted, not timed: what goes through Buffer's
+  // allocators and Buffer#copy while the parser runs is exact, where a duration depends on the
+  // machine (and on a busy one the same linear work varied more than a linear/quadratic ratio
+  // could tell apart). A count over budget throws at once, so a regression fails fast instead of
+  // running for minutes.
+  const size = 1 << 18;
+  const payload = pattern(size);
   const frame = encodeMaskedFrame(Opcode.BINARY, payload);
+  const headerBytes = frame.length - size; // 2 + 8 (64-bit length) + 4 (masking key)
   const frames: Frame[] = [];
-  let headers = 0;
-  const parser = new FrameParser({ expectMasked: true, onHeader: () => { headers++; }, onFrame: (f) => frames.push(f) });
-  const started = performance.now();
-  for (let i = 0; i < frame.length; i++) parser.push(frame.subarray(i, i + 1));
-  const elapsed = performance.now() - started;
-  assert.equal(headers, 1);
+  const parser = new FrameParser({ expectMasked: true, onFrame: (f) => frames.push(f) });
+  let allocated = 0;
+  let copied = 0;
+  const overBudget = (): void => {
+    // The payload's own Buffer, and the header bytes that straddle chunks, copied to a scratch.
+    if (allocated > size) throw new Error(`allocated ${allocated} bytes for a ${size}-byte payload`);
+    if (copied > size + headerBytes) throw new Error(`copied ${copied} bytes for a ${frame.length}-byte frame`);
+  };
+  const { alloc, allocUnsafe, allocUnsafeSlow, concat } = Buffer;
+  const { copy } = Buffer.prototype;
+  Buffer.alloc = (length: number, fill?: string | Uint8Array | number, encoding?: BufferEncoding) => { allocated += length; overBudget(); return alloc(length, fill, encoding); };
+  Buffer.allocUnsafe = (length: number) => { allocated += length; overBudget(); return allocUnsafe(length); };
+  Buffer.allocUnsafeSlow = (length: number) => { allocated += length; overBudget(); return allocUnsafeSlow(length); };
+  Buffer.concat = (list: readonly Uint8Array[], length?: number) => { const joined = concat(list, length); allocated += joined.length; overBudget(); return joined; };
+  Buffer.prototype.copy = function (this: Buffer, ...args: Parameters<Buffer['copy']>) { const count = copy.apply(this, args); copied += count; overBudget(); return count; };
+  try {
+    for (let i = 0; i < frame.length; i++) parser.push(frame.subarray(i, i + 1));
+  } finally {
+    Object.assign(Buffer, { alloc, allocUnsafe, allocUnsafeSlow, concat });
+    Buffer.prototype.copy = copy;
+  }
   assert.equal(frames.length, 1);
   assert.ok(frames[0]!.payload.equals(payload));
-  assert.ok(elapsed < 4000, `1 MiB in 1-byte chunks took ${Math.round(elapsed)} ms: quadratic buffering?`);
+  assert.equal(allocated, size, 'one Buffer, of the payload\'s size');
+  assert.equal(copied, frame.length, 'each byte copied once');
 });
 
 test('parse: 2000 small masked frames, each fed byte by byte', () => {

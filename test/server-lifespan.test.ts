@@ -140,14 +140,15 @@ describe('apps without lifespan or with a failing startup (--lifespan auto, on, 
 });
 
 describe('graceful shutdown', () => {
-  test('SIGTERM: open WebSockets get close 1001, lifespan.shutdown runs, exit 0 in time', TIMEOUT, async () => {
-    const server = await startServer({ args: ['--app', fixture('echo.mjs'), '--timeout-graceful-shutdown', '5'] });
+  test('SIGTERM: open WebSockets get close 1001, lifespan.shutdown runs, exit 0 before the grace period runs out', TIMEOUT, async () => {
+    // Whether shutdown beat its deadline is read from the server's own log, which warns when the
+    // deadline passes, not from a clock in the test (a busy machine would make that flaky).
+    const server = await startServer({ args: ['--app', fixture('echo.mjs'), '--timeout-graceful-shutdown', '10'] });
     const ws = await connectRaw(server.port, { path: '/' });
     try {
       assert.equal(ws.status, 101);
       await ws.sendText('before shutdown');
       assert.equal((await ws.nextFrame()).payload.toString(), 'before shutdown');
-      const started = Date.now();
       server.proc.kill('SIGTERM');
       const close = await ws.waitClose(5000);
       // The contract allows 1001 "going away" or 1012 as uvicorn sends; this server sends 1001
@@ -156,7 +157,7 @@ describe('graceful shutdown', () => {
       assert.equal(close.reason, 'server shutting down');
       await ws.sendClose(1001);
       assert.equal(await server.exited, 0, `exit 0 expected; output:\n${server.output()}`);
-      assert.ok(Date.now() - started < 5000, 'exited within --timeout-graceful-shutdown');
+      assert.doesNotMatch(server.output(), /timed out/, 'finished before --timeout-graceful-shutdown ran out');
       assert.match(server.output(), /ECHO lifespan\.shutdown/, 'lifespan.shutdown ran');
     } finally {
       ws.destroy();
@@ -220,13 +221,20 @@ describe('graceful shutdown', () => {
         socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
       });
       assert.equal(refused, 'ECONNREFUSED', 'no new connection is accepted during shutdown');
+      // Only a server that never exits by itself reaches this bound: it is the 1 s grace period
+      // plus ample room for a loaded machine to get there and exit, and still inside TIMEOUT.
+      const EXIT_WITHIN_MS = 12_000;
+      let timer: NodeJS.Timeout | undefined;
       const code = await Promise.race([
         server.exited,
-        new Promise<string>((resolve) => setTimeout(() => resolve('still running after 6 s'), 6000)),
-      ]);
+        new Promise<string>((resolve) => { timer = setTimeout(() => resolve(`still running after ${EXIT_WITHIN_MS} ms`), EXIT_WITHIN_MS); }),
+      ]).finally(() => clearTimeout(timer));
       const elapsed = Date.now() - started;
-      assert.equal(code, 0, `the server must exit by itself, with 0, after about 1 s: ${code}\n${server.output()}`);
+      assert.equal(code, 0, `the server must exit by itself, with 0, once the 1 s grace period is over: ${code}\n${server.output()}`);
+      // The server's own word that the deadline, not the app, ended the shutdown...
       assert.match(server.output(), logLine('WARNING', 'Application shutdown timed out$'));
+      // ...and a lower bound, which no slowness can break: the deadline was counted from the
+      // signal, sent after `started` (900, not 1000: timers and clocks round to the millisecond).
       assert.ok(elapsed >= 900, `it waited for the shutdown for about 1 s, not ${elapsed} ms`);
     } finally {
       await server.stop('SIGKILL');

@@ -14,6 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { unexpectedMessage } from './asgi-errors.js';
 import type { Application, HttpScope, ReceiveEvent, SendEvent, State } from './asgi-types.js';
 import { checkHeaders } from './http-messages.js';
+import { SERVER_LIMITS } from './limits.js';
 import { describeError, isEnabled, log } from './logger.js';
 import { connectionScope } from './scope.js';
 import { CLOSE_TIMEOUT_MS, endSocket } from './sockets.js';
@@ -22,8 +23,8 @@ export interface HttpSettings {
   rootPath: string;
 }
 
-/** Request-body bytes read ahead of the app before the socket is paused. */
-const BODY_READ_AHEAD = 64 * 1024;
+/** Request-body bytes read ahead of the app before the socket is paused (limits.ts). */
+const BODY_READ_AHEAD = SERVER_LIMITS.bodyReadAheadBytes.value;
 const EMPTY = new Uint8Array(0);
 const DISCONNECT: ReceiveEvent = { type: 'http.disconnect' };
 

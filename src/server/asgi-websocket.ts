@@ -24,6 +24,7 @@ import { CloseCode, isValidWireCloseCode } from './close-codes.js';
 import { FrameCache } from './frame-cache.js';
 import { checkHandshake } from './handshake.js';
 import { checkHeaders, isToken } from './http-messages.js';
+import { SERVER_LIMITS } from './limits.js';
 import { describeError, log } from './logger.js';
 import { connectionScope } from './scope.js';
 import { WIRE_EVENTS, appTransition, misuseError, type AppTransition, type Phase, type WireEvent } from './websocket-phases.js';
@@ -34,14 +35,14 @@ export interface WebSocketSettings extends TransportOptions {
 }
 
 /**
- * Received messages queued for an app that is not calling `receive`: stop reading above either
- * bound (count or bytes: 64 messages of the largest size would be 64 × --ws-max-size), and go on
- * once the app has taken most of them.
+ * Received messages queued for an app that is not calling `receive`: stop reading at either
+ * bound (count or bytes), and go on once the app has taken most of them. Declared in limits.ts;
+ * read once here, since they are checked on every message.
  */
-const INBOX_PAUSE_MESSAGES = 64;
-const INBOX_PAUSE_BYTES = 1024 * 1024;
-const INBOX_RESUME_MESSAGES = 16;
-const INBOX_RESUME_BYTES = 256 * 1024;
+const INBOX_PAUSE_MESSAGES = SERVER_LIMITS.inboxPauseMessages.value;
+const INBOX_PAUSE_BYTES = SERVER_LIMITS.inboxPauseBytes.value;
+const INBOX_RESUME_MESSAGES = SERVER_LIMITS.inboxResumeMessages.value;
+const INBOX_RESUME_BYTES = SERVER_LIMITS.inboxResumeBytes.value;
 
 /** One frame cache per process: every connection broadcasting the same text shares its frame. */
 const frames = new FrameCache();

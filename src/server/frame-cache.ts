@@ -9,6 +9,7 @@
 // The cache is bounded in entries and bytes and evicts the oldest entry first (a Map iterates in
 // insertion order), which fits broadcast traffic: a text is hot while it fans out, then never again.
 import { encodeTextFrame } from './frames.js';
+import { SERVER_LIMITS } from './limits.js';
 
 export class FrameCache {
   private readonly frames = new Map<string, Buffer>();
@@ -16,7 +17,8 @@ export class FrameCache {
   private readonly maxEntries: number;
   private readonly maxBytes: number;
 
-  constructor(maxEntries = 4096, maxBytes = 8 * 1024 * 1024) {
+  /** The bounds default to the declared ones (limits.ts); tests choose small ones. */
+  constructor(maxEntries: number = SERVER_LIMITS.frameCacheEntries.value, maxBytes: number = SERVER_LIMITS.frameCacheBytes.value) {
     this.maxEntries = maxEntries;
     this.maxBytes = maxBytes;
   }

@@ -1,7 +1,10 @@
 // Command-line options, uvicorn-familiar, parsed with node:util's parseArgs. A bad flag becomes a
 // UsageError with one line saying what is wrong; main.ts prints it with the usage and exits 2.
+// Every flag is declared once, in OPTIONS below, from which the parser, the usage and the README's
+// options table are drawn; a flag that sets a limit takes its default and range from limits.ts.
 import { parseArgs } from 'node:util';
 import { LIFESPAN_MODES, type LifespanMode } from './asgi-lifespan.js';
+import { SERVER_LIMITS, type FlagLimit } from './limits.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 
 export interface ServerOptions {
@@ -30,31 +33,127 @@ export interface ServerOptions {
   version: boolean;
 }
 
-export const USAGE = `Usage: node dist/main.js [options]
+/** One command-line flag: how it is written, its default, and what it does. */
+export interface OptionSpec {
+  /** The value's placeholder (`PORT`); null for a flag that takes no value. */
+  metavar: string | null;
+  /** The default, as it would be written on the command line; null when there is none to show. */
+  default: string | null;
+  /** The usage's description, one string per line; `(default …)` is appended to the last. */
+  help: readonly string[];
+  /** The README's description (Markdown); null keeps the flag out of the README's table. */
+  meaning: string | null;
+  /** The README's default, in words, for a flag whose default is not a value. */
+  defaultInWords?: string;
+}
+
+/** The default of a flag that sets a limit: the limit's declared value (limits.ts). */
+const limitDefault = (limit: FlagLimit): string => String(limit.value);
+
+/**
+ * Every flag, in the order the usage and the README list them. The defaults of the flags that
+ * set limits are the limits' declared values, so the parser, the usage and the README (rendered
+ * from this table by renderOptionsTable) cannot disagree with limits.ts or with each other.
+ */
+export const OPTIONS = {
+  host: {
+    metavar: 'HOST', default: '127.0.0.1', help: ['bind address'], meaning: 'bind address',
+  },
+  port: {
+    metavar: 'PORT', default: '8080', help: ['TCP port, 0 picks a free one'],
+    meaning: 'TCP port; `0` picks a free one (the real one is printed)',
+  },
+  app: {
+    metavar: 'PATH', default: null, defaultInWords: 'the chat',
+    help: ['ES or CommonJS module exporting the application', '(default export, or an export named "app")'],
+    meaning: 'ES or CommonJS module; its default export, or else its export `app`',
+  },
+  workers: {
+    metavar: 'N', default: '1', help: ['worker processes sharing the port'],
+    meaning: 'N > 1: a node:cluster primary and N workers sharing the port',
+  },
+  'root-path': {
+    metavar: 'PATH', default: '', help: ['ASGI root_path for apps mounted under a prefix'],
+    meaning: 'ASGI `root_path`, for an app mounted under a prefix',
+  },
+  'log-level': {
+    metavar: 'LEVEL', default: 'info', help: ['debug, info, warning or error'],
+    meaning: '`debug`, `info`, `warning`, `error`; logs go to stderr',
+  },
+  lifespan: {
+    metavar: 'MODE', default: 'auto',
+    help: [
+      'auto: run the app\'s lifespan scope; if it raises before',
+      'completing startup, log that and serve without lifespan;',
+      'on: that is fatal (exit 3); off: never run it',
+    ],
+    meaning: '`auto`: run the app\'s lifespan scope, and if it raises (or returns) before `lifespan.startup.complete`, log that and serve without lifespan; `on`: that is fatal (exit 3); `off`: never run the lifespan scope',
+  },
+  'ws-max-size': {
+    metavar: 'BYTES', default: limitDefault(SERVER_LIMITS.wsMaxSize), help: ['largest WebSocket message'],
+    meaning: 'largest WebSocket message; larger ones close with 1009',
+  },
+  'ws-ping-interval': {
+    metavar: 'SECONDS', default: limitDefault(SERVER_LIMITS.wsPingInterval), help: ['heartbeat ping interval, 0 disables'],
+    meaning: 'heartbeat pings; `0` disables',
+  },
+  'ws-ping-timeout': {
+    metavar: 'SECONDS', default: limitDefault(SERVER_LIMITS.wsPingTimeout), help: ['drop a peer silent this long after a ping, 0 disables'],
+    meaning: 'a peer silent this long after a ping is dropped (1006); `0` disables',
+  },
+  'timeout-graceful-shutdown': {
+    metavar: 'SECONDS', default: limitDefault(SERVER_LIMITS.timeoutGracefulShutdown), help: ['time allowed to finish open work on shutdown'],
+    meaning: 'time allowed to finish open work on SIGINT/SIGTERM',
+  },
+  'timeout-keep-alive': {
+    metavar: 'SECONDS', default: limitDefault(SERVER_LIMITS.timeoutKeepAlive),
+    help: ['idle keep-alive connection timeout, 0 closes each', 'connection after its response'],
+    meaning: 'idle keep-alive HTTP connections are closed after this; `0` closes each after its response',
+  },
+  'limit-concurrency': {
+    metavar: 'N', default: limitDefault(SERVER_LIMITS.limitConcurrency), help: ['most open connections per process'],
+    meaning: 'most open connections per process',
+  },
+  help: { metavar: null, default: null, help: ['show this help and exit'], meaning: null },
+  version: { metavar: null, default: null, help: ['print the version and exit'], meaning: null },
+} as const satisfies Record<string, OptionSpec>;
+
+type Flag = keyof typeof OPTIONS;
+
+/** The usage, drawn from OPTIONS: each flag, its description and its default. */
+export const USAGE = renderUsage();
+
+function renderUsage(): string {
+  const specs = Object.entries(OPTIONS as Record<string, OptionSpec>);
+  // Descriptions start in one column; a flag too long for it pushes its own line's text right.
+  const column = 35;
+  const lines = specs.flatMap(([flag, spec]) => spec.help.map((line, j) => {
+    const left = j === 0 ? `--${flag}${spec.metavar === null ? '' : ` ${spec.metavar}`}  ` : '';
+    const last = j === spec.help.length - 1 && spec.default !== null ? ` (default ${shownDefault(spec.default)})` : '';
+    return `  ${left.padEnd(column)}${line}${last}`;
+  }));
+  return `Usage: node dist/main.js [options]
 
 Serves an ASGI-style application over HTTP/1.1 and WebSocket (default: the bundled chat).
 
 Options:
-  --host HOST                        bind address (default 127.0.0.1)
-  --port PORT                        TCP port, 0 picks a free one (default 8080)
-  --app PATH                         ES or CommonJS module exporting the application
-                                     (default export, or an export named "app")
-  --workers N                        worker processes sharing the port (default 1)
-  --root-path PATH                   ASGI root_path for apps mounted under a prefix (default "")
-  --log-level LEVEL                  debug, info, warning or error (default info)
-  --lifespan MODE                    auto: run the app's lifespan scope; if it raises before
-                                     completing startup, log that and serve without lifespan;
-                                     on: that is fatal (exit 3); off: never run it (default auto)
-  --ws-max-size BYTES                largest WebSocket message (default 1048576)
-  --ws-ping-interval SECONDS         heartbeat ping interval, 0 disables (default 20)
-  --ws-ping-timeout SECONDS          drop a peer silent this long after a ping, 0 disables (default 20)
-  --timeout-graceful-shutdown SECONDS  time allowed to finish open work on shutdown (default 10)
-  --timeout-keep-alive SECONDS       idle keep-alive connection timeout, 0 closes each
-                                     connection after its response (default 5)
-  --limit-concurrency N              most open connections per process (default 10000)
-  --help                             show this help and exit
-  --version                          print the version and exit
+${lines.join('\n')}
 `;
+}
+
+/** An empty default is shown as `""`, so that it is seen. */
+function shownDefault(value: string): string {
+  return value === '' ? '""' : value;
+}
+
+/** The README's table of options, drawn from OPTIONS (test/limits.test.ts keeps the two equal). */
+export function renderOptionsTable(): string {
+  const rows = Object.entries(OPTIONS as Record<string, OptionSpec>).filter(([, spec]) => spec.meaning !== null).map(([flag, spec]) => {
+    const shown = spec.default === null ? spec.defaultInWords ?? '' : `\`${shownDefault(spec.default)}\``;
+    return `| \`--${flag}${spec.metavar === null ? '' : ` ${spec.metavar}`}\` | ${shown} | ${spec.meaning} |`;
+  });
+  return ['| option | default | meaning |', '|---|---|---|', ...rows].join('\n');
+}
 
 export class UsageError extends Error {}
 
@@ -66,23 +165,9 @@ export function parseOptions(argv: string[]): ServerOptions {
       args: argv,
       strict: true,
       allowPositionals: false,
-      options: {
-        host: { type: 'string' },
-        port: { type: 'string' },
-        app: { type: 'string' },
-        workers: { type: 'string' },
-        'root-path': { type: 'string' },
-        'log-level': { type: 'string' },
-        lifespan: { type: 'string' },
-        'ws-max-size': { type: 'string' },
-        'ws-ping-interval': { type: 'string' },
-        'ws-ping-timeout': { type: 'string' },
-        'timeout-graceful-shutdown': { type: 'string' },
-        'timeout-keep-alive': { type: 'string' },
-        'limit-concurrency': { type: 'string' },
-        help: { type: 'boolean' },
-        version: { type: 'boolean' },
-      },
+      options: Object.fromEntries(Object.entries(OPTIONS as Record<string, OptionSpec>).map(
+        ([flag, spec]) => [flag, { type: spec.metavar === null ? 'boolean' as const : 'string' as const }],
+      )),
     }));
   } catch (error) {
     const message = (error as Error).message;
@@ -95,41 +180,54 @@ export function parseOptions(argv: string[]): ServerOptions {
     // The others are long and mention internals; keep their first sentence.
     throw new UsageError(message.split(/\.\s/)[0]!.replace(/\.$/, ''));
   }
-  const text = (name: string, fallback: string): string => {
+  // A flag's value as given, or its default (OPTIONS).
+  const text = (name: Flag): string => {
     const value = values[name];
-    if (typeof value !== 'string') return fallback;
+    if (typeof value !== 'string') return defaultOf(name);
     if (value === '' && name !== 'root-path') throw new UsageError(`--${name} needs a value`);
     return value;
   };
-  const logLevel = text('log-level', 'info');
+  const logLevel = text('log-level');
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
   }
-  const lifespan = text('lifespan', 'auto');
+  const lifespan = text('lifespan');
   if (!(LIFESPAN_MODES as readonly string[]).includes(lifespan)) {
     throw new UsageError(`--lifespan must be one of ${LIFESPAN_MODES.join(', ')}, got "${lifespan}"`);
   }
-  const rootPath = text('root-path', '');
+  const rootPath = text('root-path');
   if (rootPath !== '' && (!rootPath.startsWith('/') || rootPath.endsWith('/'))) {
     throw new UsageError(`--root-path must start with "/" and not end with one, got "${rootPath}"`);
   }
   return {
-    host: text('host', '127.0.0.1'),
-    port: integer('port', text('port', '8080'), 0, 65535),
-    app: typeof values.app === 'string' ? text('app', '') : null,
-    workers: integer('workers', text('workers', '1'), 1, 256),
+    host: text('host'),
+    port: integer('port', text('port'), 0, 65535),
+    app: typeof values.app === 'string' ? text('app') : null,
+    workers: integer('workers', text('workers'), 1, SERVER_LIMITS.maxWorkers.value),
     rootPath,
     logLevel: logLevel as LogLevel,
     lifespan: lifespan as LifespanMode,
-    wsMaxSize: integer('ws-max-size', text('ws-max-size', '1048576'), 1, 2 ** 31 - 1),
-    wsPingInterval: seconds('ws-ping-interval', text('ws-ping-interval', '20')),
-    wsPingTimeout: seconds('ws-ping-timeout', text('ws-ping-timeout', '20')),
-    timeoutGracefulShutdown: seconds('timeout-graceful-shutdown', text('timeout-graceful-shutdown', '10')),
-    timeoutKeepAlive: seconds('timeout-keep-alive', text('timeout-keep-alive', '5')),
-    limitConcurrency: integer('limit-concurrency', text('limit-concurrency', '10000'), 1, 10_000_000),
+    wsMaxSize: limit(SERVER_LIMITS.wsMaxSize, text('ws-max-size')),
+    wsPingInterval: limit(SERVER_LIMITS.wsPingInterval, text('ws-ping-interval')),
+    wsPingTimeout: limit(SERVER_LIMITS.wsPingTimeout, text('ws-ping-timeout')),
+    timeoutGracefulShutdown: limit(SERVER_LIMITS.timeoutGracefulShutdown, text('timeout-graceful-shutdown')),
+    timeoutKeepAlive: limit(SERVER_LIMITS.timeoutKeepAlive, text('timeout-keep-alive')),
+    limitConcurrency: limit(SERVER_LIMITS.limitConcurrency, text('limit-concurrency')),
     help: values.help === true,
     version: values.version === true,
   };
+}
+
+function defaultOf(flag: Flag): string {
+  const spec: OptionSpec = OPTIONS[flag];
+  if (spec.default === null) throw new Error(`--${flag} has no default`); // a bug in OPTIONS, not the user's
+  return spec.default;
+}
+
+/** A limit's flag: whole bytes or connections, or seconds (fractions allowed), within its range. */
+function limit(declared: FlagLimit, value: string): number {
+  const name = declared.flag.slice(2);
+  return declared.unit === 's' ? seconds(name, value, declared.min, declared.max) : integer(name, value, declared.min, declared.max);
 }
 
 function integer(name: string, value: string, min: number, max: number): number {
@@ -140,10 +238,10 @@ function integer(name: string, value: string, min: number, max: number): number 
   return number;
 }
 
-function seconds(name: string, value: string): number {
+function seconds(name: string, value: string, min: number, max: number): number {
   const number = /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
-  if (!Number.isFinite(number) || number > 86400) {
-    throw new UsageError(`--${name} must be a number of seconds from 0 to 86400, got "${value}"`);
+  if (!Number.isFinite(number) || number < min || number > max) {
+    throw new UsageError(`--${name} must be a number of seconds from ${min} to ${max}, got "${value}"`);
   }
   return number;
 }

@@ -13,6 +13,7 @@ import { Lifespan, LifespanStartupError } from './asgi-lifespan.js';
 import { handleWebSocketUpgrade, openSessions, type WebSocketSettings } from './asgi-websocket.js';
 import { isWebSocketRequest } from './handshake.js';
 import { plainResponse } from './http-messages.js';
+import { SERVER_LIMITS } from './limits.js';
 import { log } from './logger.js';
 import type { ServerOptions } from './options.js';
 import { CLOSE_TIMEOUT_MS, endSocket } from './sockets.js';
@@ -38,7 +39,7 @@ export async function serve(app: Application, options: ServerOptions): Promise<v
     rootPath: options.rootPath,
     maxMessageSize: options.wsMaxSize,
     // Bound the fragment count too (a flood of 1-byte fragments costs far more than its bytes).
-    maxFragments: 1024,
+    maxFragments: SERVER_LIMITS.maxFragments.value,
     pingIntervalMs: options.wsPingInterval * 1000,
     pingTimeoutMs: options.wsPingTimeout * 1000,
     closeTimeoutMs: CLOSE_TIMEOUT_MS,
@@ -50,9 +51,10 @@ export async function serve(app: Application, options: ServerOptions): Promise<v
   // 0 is not passed on: each response says `Connection: close` and node ends the socket after it.
   const keepAlive = options.timeoutKeepAlive > 0;
   const server = createServer({
-    maxHeaderSize: 16 * 1024, // bound the request head (node's default, stated)
-    headersTimeout: 20_000, // a client has 20 s to send its request head (slowloris)
-    requestTimeout: 300_000, // and 5 minutes for a whole request body
+    // Each bound is declared, with its reason, in limits.ts.
+    maxHeaderSize: SERVER_LIMITS.requestHeadBytes.value,
+    headersTimeout: SERVER_LIMITS.requestHeadTimeoutMs.value, // slowloris
+    requestTimeout: SERVER_LIMITS.requestTimeoutMs.value,
     keepAliveTimeout: options.timeoutKeepAlive * 1000,
   }, (request, response) => {
     // Every request node does not treat as an upgrade is plain HTTP, including one that carries

@@ -1,6 +1,7 @@
 // Ending a TCP connection politely but surely: what both dispatchers need when they give up on a
 // connection after having written to it.
 import type { Socket } from 'node:net';
+import { SERVER_LIMITS } from './limits.js';
 
 /**
  * Ends `socket` after the bytes already queued and `lastBytes` (end() uncorks, so nothing written
@@ -18,5 +19,5 @@ function destroySocket(socket: Socket): void {
   socket.destroy();
 }
 
-/** How long a closing connection may linger: a close frame's wait, a FIN's wait. */
-export const CLOSE_TIMEOUT_MS = 5000;
+/** How long a closing connection may linger: a close frame's wait, a FIN's wait (limits.ts). */
+export const CLOSE_TIMEOUT_MS = SERVER_LIMITS.closeTimeoutMs.value;

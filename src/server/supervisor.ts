@@ -17,6 +17,7 @@
 // that dies after listening crashed: it is replaced, after a delay that doubles with each crash
 // in a row (up to 30 s), so a crash loop cannot spin the machine.
 import cluster, { type Worker } from 'node:cluster';
+import { SERVER_LIMITS } from './limits.js';
 import { log } from './logger.js';
 import type { PrimaryService } from './load-app.js';
 import type { ServerOptions } from './options.js';
@@ -25,19 +26,19 @@ import { EXIT_SERVER_ERROR, announce, type ListeningMessage } from './server.js'
 /**
  * V8's young generation (two "semi-spaces") grows up to 16 MiB each while many long-lived objects
  * are allocated quickly, as when thousands of clients connect at once, and RSS keeps that size
- * afterwards. With 10,000 idle chat connections on 4 workers it was over a third of the memory
- * "per connection": 12.8 KiB, 7.1 KiB with a 1 MiB cap. The price is more frequent scavenges:
- * the highest fan-out rate and HTTP throughput did not move measurably, but at a moderate fan-out
- * rate CPU per delivery rose by about a tenth. Workers get the cap unless the operator chose a
- * size (a node flag or NODE_OPTIONS). A single process cannot change it once started: see README.
+ * afterwards: with many idle connections it was over a third of the memory "per connection". The
+ * cap's price is more frequent scavenges; limits.ts has the figures measured both ways. Workers
+ * get the cap unless the operator chose a size (a node flag or NODE_OPTIONS). A single process
+ * cannot change it once started: see README.
  */
 const WORKER_SEMI_SPACE_FLAG = '--max-semi-space-size';
-const WORKER_SEMI_SPACE_MIB = 1;
+const WORKER_SEMI_SPACE_MIB = SERVER_LIMITS.workerSemiSpaceMiB.value;
 
-const FIRST_RESTART_DELAY_MS = 100;
-const MAX_RESTART_DELAY_MS = 30_000;
+// The restart backoff (limits.ts says why each value).
+const FIRST_RESTART_DELAY_MS = SERVER_LIMITS.firstRestartDelayMs.value;
+const MAX_RESTART_DELAY_MS = SERVER_LIMITS.maxRestartDelayMs.value;
 /** A worker that stayed up this long resets the backoff. */
-const STABLE_AFTER_MS = 10_000;
+const STABLE_AFTER_MS = SERVER_LIMITS.stableAfterMs.value;
 
 export function runPrimary(options: ServerOptions, services: PrimaryService[]): void {
   const listening = new Set<number>(); // ids of workers that reported listening
@@ -104,7 +105,7 @@ export function runPrimary(options: ServerOptions, services: PrimaryService[]): 
     // nothing a worker still does is worth waiting for.
     setTimeout(() => {
       for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGKILL');
-    }, options.timeoutGracefulShutdown * 1000 + 5000).unref();
+    }, options.timeoutGracefulShutdown * 1000 + SERVER_LIMITS.workerKillMarginMs.value).unref();
   };
 
   const finish = async (): Promise<void> => {

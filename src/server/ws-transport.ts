@@ -34,6 +34,7 @@ import { ConnectionState, WebSocketConnection, type ConnectionHandler, type Conn
 import type { ProtocolError } from './errors.js';
 import { acceptResponse } from './handshake.js';
 import { plainResponse, plainResponseHead } from './http-messages.js';
+import { SERVER_LIMITS } from './limits.js';
 import { log } from './logger.js';
 import { endSocket } from './sockets.js';
 
@@ -55,10 +56,11 @@ export interface TransportEvents {
 /**
  * Bytes a socket may hold in user space before `send` waits for 'drain'. Above it the peer is not
  * reading fast enough, and waiting is what keeps memory bounded and pushes back on the app.
+ * (Declared with the other limits in limits.ts; read once here, for the hot path.)
  */
-export const SEND_HIGH_WATER_MARK = 64 * 1024;
+export const SEND_HIGH_WATER_MARK = SERVER_LIMITS.sendHighWaterBytes.value;
 /** Bytes a client may send before the handshake completes (a well-behaved client sends none). */
-const MAX_EARLY_BYTES = 64 * 1024;
+const MAX_EARLY_BYTES = SERVER_LIMITS.earlyBytes.value;
 const PING_PAYLOAD = Buffer.from('heartbeat');
 
 const kTransport = Symbol('transport');
@@ -380,7 +382,7 @@ export function refuseUpgrade(socket: Socket, status: number, message: string, h
 // identical runs of frames: the run is joined into one Buffer once, and that same Buffer is
 // written to every socket, as a hand-written fan-out would do. Frames are compared by identity,
 // so the check costs one comparison per frame and can never mistake different bytes.
-const MAX_JOINED_BYTES = 64 * 1024;
+const MAX_JOINED_BYTES = SERVER_LIMITS.maxJoinedBytes.value;
 let dirty: WebSocketTransport[] = [];
 let lastRun: Buffer[] = [];
 let lastJoined: Buffer | null = null;
