@@ -69,7 +69,7 @@ export const CHAT_LIMITS = {
   ipcHighWater: {
     value: 1000, unit: 'IPC messages',
     what: 'broadcast IPC messages queued to one worker (or from it) and not yet flushed',
-    atBound: 'every worker stops reading chat messages from its clients (TCP pushes back on publishers) until all are under 250',
+    atBound: 'every worker stops reading chat messages from its clients (TCP pushes back on publishers) until all are under the low-water mark below',
     why: 'node:cluster IPC buffers without bound; a thousand batches is far more than a healthy turn produces',
   },
   ipcLowWater: {

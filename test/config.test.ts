@@ -64,5 +64,5 @@ test('the README\'s settings table is the one rendered from the declarations', (
   const readme = readFileSync(join(PROJECT_ROOT, 'README.md'), 'utf8');
   const match = /<!-- chat-settings:begin -->\n([\s\S]*?)\n<!-- chat-settings:end -->/.exec(readme);
   assert.ok(match, 'README.md has the chat-settings markers');
-  assert.equal(match[1], renderSettingsTable(), 'README.md drifted from src/config.ts: paste renderSettingsTable()\'s output between the markers');
+  assert.equal(match[1], renderSettingsTable(), 'README.md drifted from src/config.ts: run npm run build && node dist/readme-tables.js --write');
 });

@@ -22,14 +22,13 @@ test('a client that does not answer pings is dropped, and the app sees 1006', TI
   const ws = await connectRaw(server.port, { path: '/echo?id=silent' });
   try {
     assert.equal(ws.status, 101);
-    const started = Date.now();
     const ping = await ws.nextFrame(2000);
     assert.equal(ping.opcode, Op.PING, 'the server pings within --ws-ping-interval');
     assert.equal(ping.masked, false);
-    // Not answering: the server must give up within about interval + timeout (0.4 s); allow 3 s.
-    // It may send a close frame first; then it must end the TCP connection.
-    await ws.waitEnd(3000);
-    assert.ok(Date.now() - started < 3000, 'dropped in time');
+    // Not answering: the server gives up after about interval + timeout (0.4 s). Without the
+    // heartbeat it would never end this connection, so the wait below (generous, for a loaded
+    // machine) fails instead. It may send a close frame first; then it must end the TCP connection.
+    await ws.waitEnd(10_000);
     assert.deepEqual(await waitForProbe(server, 'silent', 'disconnect'), { code: 1006, reason: '' });
   } finally {
     ws.destroy();
