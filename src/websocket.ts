@@ -27,7 +27,7 @@ export function websocket(scope: WebSocketScope, receive: Receive, send: Send): 
   // memory for as long as the chat connection lasts, once per connection.
   const { hub, config } = scope.state as unknown as ChatState;
   const client = scope.client?.join(':') ?? 'unknown client';
-  const allowed = scope.path === '/chat' && originAllowed(scope.headers, config.allowedOrigins);
+  const allowed = scope.path === '/chat' && originAllowed(scope.headers, scope.scheme, config.allowedOrigins);
   return chat(allowed, hub, config, client, receive, send);
 }
 
@@ -120,8 +120,14 @@ function isObject(value: unknown): value is Record<string, unknown> {
  * page's own origin (its host and port equal to the Host header) or one listed in
  * CHAT_ALLOWED_ORIGINS; anything else is refused (403) before the upgrade, so that another site's
  * page cannot use a visitor's browser to talk here. A client without Origin is not a browser.
+ *
+ * The page's own origin is the Host header with the scheme the client used: https when the scope
+ * says wss (TLS here, or a trusted proxy's X-Forwarded-Proto with --proxy-headers), else http. So
+ * a Host without a port means that scheme's default port, and an http:// page cannot open the
+ * chat of an https:// site. X-Forwarded-Host is not read (uvicorn does not read it either): a
+ * proxy must pass the Host header on unchanged, or the page's origin be in CHAT_ALLOWED_ORIGINS.
  */
-export function originAllowed(headers: Array<[string, string]>, allowedOrigins: readonly string[]): boolean {
+export function originAllowed(headers: Array<[string, string]>, scheme: 'ws' | 'wss', allowedOrigins: readonly string[]): boolean {
   let origin: string | undefined;
   let host: string | undefined;
   for (const [name, value] of headers) {
@@ -136,10 +142,10 @@ export function originAllowed(headers: Array<[string, string]>, allowedOrigins: 
     return false; // "null" (a sandboxed page, a file) and other non-origins
   }
   if (allowedOrigins.includes(url.origin)) return true;
-  if (host === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) return false;
+  if (host === undefined) return false;
   try {
-    // Through URL, so that a default port written out (":80") compares equal to none.
-    return new URL(`${url.protocol}//${host}`).host === url.host;
+    // Through URL, so that a default port written out (":443") compares equal to none.
+    return new URL(`${scheme === 'wss' ? 'https' : 'http'}://${host}`).origin === url.origin;
   } catch {
     return false;
   }

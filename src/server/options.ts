@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { LIFESPAN_MODES, type LifespanMode } from './asgi-lifespan.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
+import { parseTrustedProxies } from './proxy-headers.js';
 
 export interface ServerOptions {
   host: string;
@@ -26,6 +27,18 @@ export interface ServerOptions {
   timeoutKeepAlive: number;
   /** Most connections one process holds at once; more are refused. */
   limitConcurrency: number;
+  /** PEM private key for TLS; null: the key is in sslCertfile (or no TLS). */
+  sslKeyfile: string | null;
+  /** PEM certificate (chain) for TLS; null: plain HTTP. */
+  sslCertfile: string | null;
+  /** Password of an encrypted sslKeyfile. */
+  sslKeyfilePassword: string | null;
+  /** PEM CA certificates (used to complete the chain sent to clients). */
+  sslCaCerts: string | null;
+  /** Believe X-Forwarded-For / X-Forwarded-Proto from the peers in forwardedAllowIps. */
+  proxyHeaders: boolean;
+  /** Addresses, networks (CIDR) or `*` trusted to send proxy headers. */
+  forwardedAllowIps: string[];
   help: boolean;
   version: boolean;
 }
@@ -52,6 +65,14 @@ Options:
   --timeout-keep-alive SECONDS       idle keep-alive connection timeout, 0 closes each
                                      connection after its response (default 5)
   --limit-concurrency N              most open connections per process (default 10000)
+  --ssl-certfile PATH                serve HTTPS and wss:// with this PEM certificate (chain)
+  --ssl-keyfile PATH                 its PEM private key (default: read from --ssl-certfile)
+  --ssl-keyfile-password PASSWORD    password of an encrypted --ssl-keyfile
+  --ssl-ca-certs PATH                PEM CA certificates, to complete the chain sent to clients
+  --proxy-headers                    take client and scheme from X-Forwarded-For and
+                                     X-Forwarded-Proto, from trusted peers only (default off)
+  --forwarded-allow-ips LIST         comma-separated addresses or networks (10.0.0.0/8) trusted
+                                     with proxy headers, "*" for all (default 127.0.0.1)
   --help                             show this help and exit
   --version                          print the version and exit
 `;
@@ -80,6 +101,12 @@ export function parseOptions(argv: string[]): ServerOptions {
         'timeout-graceful-shutdown': { type: 'string' },
         'timeout-keep-alive': { type: 'string' },
         'limit-concurrency': { type: 'string' },
+        'ssl-keyfile': { type: 'string' },
+        'ssl-certfile': { type: 'string' },
+        'ssl-keyfile-password': { type: 'string' },
+        'ssl-ca-certs': { type: 'string' },
+        'proxy-headers': { type: 'boolean' },
+        'forwarded-allow-ips': { type: 'string' },
         help: { type: 'boolean' },
         version: { type: 'boolean' },
       },
@@ -113,6 +140,28 @@ export function parseOptions(argv: string[]): ServerOptions {
   if (rootPath !== '' && (!rootPath.startsWith('/') || rootPath.endsWith('/'))) {
     throw new UsageError(`--root-path must start with "/" and not end with one, got "${rootPath}"`);
   }
+  const optional = (name: string): string | null => (typeof values[name] === 'string' ? text(name, '') : null);
+  const sslKeyfile = optional('ssl-keyfile');
+  const sslCertfile = optional('ssl-certfile');
+  const sslKeyfilePassword = optional('ssl-keyfile-password');
+  const sslCaCerts = optional('ssl-ca-certs');
+  // TLS needs a certificate; the other TLS flags mean nothing without one, and a server that
+  // silently serves plain HTTP when the operator asked for TLS would be worse than a refusal.
+  if (sslCertfile === null) {
+    for (const [name, value] of [['ssl-keyfile', sslKeyfile], ['ssl-keyfile-password', sslKeyfilePassword], ['ssl-ca-certs', sslCaCerts]] as const) {
+      if (value !== null) throw new UsageError(`--${name} needs --ssl-certfile`);
+    }
+  }
+  const proxyHeaders = values['proxy-headers'] === true;
+  const forwarded = optional('forwarded-allow-ips');
+  // Off by default here (uvicorn has it on): say so rather than ignore a list that trusts no one.
+  if (forwarded !== null && !proxyHeaders) throw new UsageError('--forwarded-allow-ips needs --proxy-headers');
+  let forwardedAllowIps: string[];
+  try {
+    forwardedAllowIps = parseTrustedProxies(forwarded ?? '127.0.0.1');
+  } catch (error) {
+    throw new UsageError(`--forwarded-allow-ips: ${(error as Error).message}`);
+  }
   return {
     host: text('host', '127.0.0.1'),
     port: integer('port', text('port', '8080'), 0, 65535),
@@ -127,6 +176,12 @@ export function parseOptions(argv: string[]): ServerOptions {
     timeoutGracefulShutdown: seconds('timeout-graceful-shutdown', text('timeout-graceful-shutdown', '10')),
     timeoutKeepAlive: seconds('timeout-keep-alive', text('timeout-keep-alive', '5')),
     limitConcurrency: integer('limit-concurrency', text('limit-concurrency', '10000'), 1, 10_000_000),
+    sslKeyfile,
+    sslCertfile,
+    sslKeyfilePassword,
+    sslCaCerts,
+    proxyHeaders,
+    forwardedAllowIps,
     help: values.help === true,
     version: values.version === true,
   };
