@@ -1,6 +1,6 @@
 // One serving process: lifespan startup, then node:http (node:https with --ssl-certfile) on the
-// port with the HTTP and WebSocket dispatchers behind it, then graceful shutdown on SIGINT/SIGTERM. With --workers N each
-// cluster worker runs this; the primary (supervisor.ts) only supervises.
+// port with the HTTP and WebSocket dispatchers behind it, then graceful shutdown on SIGINT/SIGTERM.
+// With --workers N each cluster worker runs this; the primary (supervisor.ts) only supervises.
 //
 // Order matters (ASGI lifespan spec): startup completes before the port is served, and
 // `lifespan.shutdown` is sent only after the server stopped accepting and in-flight work ended.

@@ -105,7 +105,7 @@ function decodeKey(flag: string, pem: Buffer, passphrase: string | undefined): K
   } catch (error) {
     const text = pem.toString('latin1');
     // PKCS#8 ("BEGIN ENCRYPTED PRIVATE KEY") and the traditional form ("Proc-Type: 4,ENCRYPTED").
-    const encrypted = text.includes('ENCRYPTED');
+    const encrypted = /-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type: 4,ENCRYPTED/m.test(text);
     if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) throw new TlsSetupError(`${flag} holds no PEM private key`);
     if (encrypted && passphrase === undefined) throw new TlsSetupError(`${flag} is encrypted: give its password with --ssl-keyfile-password`);
     if (encrypted && (error as NodeJS.ErrnoException).code === 'ERR_OSSL_BAD_DECRYPT') {
