@@ -4,7 +4,8 @@
 // (supervisor.ts), or one of its workers (server.ts again). Without --app it serves the bundled
 // chat (src/app.ts), loaded by its path exactly like any --app: the server knows no application.
 //
-//   exit codes: 0 done · 1 server error (port in use, module not importable) · 2 bad flag
+//   exit codes: 0 done · 1 server error (port in use, module not importable, bad TLS file)
+//               2 bad flag
 //               3 application startup failed (lifespan startup, or the module's primary())
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { describeError, log, setLogLevel } from './server/logger.js';
 import { USAGE, UsageError, parseOptions, type ServerOptions } from './server/options.js';
 import { EXIT_SERVER_ERROR, EXIT_STARTUP_FAILED, serve } from './server/server.js';
 import { runPrimary } from './server/supervisor.js';
+import { TlsSetupError, loadTls, type TlsMaterial } from './server/tls.js';
 
 const EXIT_USAGE = 2;
 /** The bundled chat, used when no --app is given. */
@@ -38,6 +40,17 @@ async function main(): Promise<void> {
   }
   setLogLevel(options.logLevel);
 
+  // TLS files first, as uvicorn does, and in the cluster primary too, before anything is forked:
+  // a bad key or certificate is one line and exit 1, not N workers failing one after the other.
+  let tls: TlsMaterial | null;
+  try {
+    tls = loadTls(options);
+  } catch (error) {
+    if (!(error instanceof TlsSetupError)) throw error;
+    log.error(error.message);
+    process.exit(EXIT_SERVER_ERROR);
+  }
+
   let module: ApplicationModule;
   try {
     module = await loadApplication(options.app ?? BUNDLED_APP);
@@ -52,7 +65,7 @@ async function main(): Promise<void> {
     runPrimary(options, service === null ? [] : [service]);
     return;
   }
-  await serve(module.app, options);
+  await serve(module.app, options, tls);
 }
 
 /**

@@ -120,6 +120,12 @@ function isObject(value: unknown): value is Record<string, unknown> {
  * page's own origin (its host and port equal to the Host header) or one listed in
  * CHAT_ALLOWED_ORIGINS; anything else is refused (403) before the upgrade, so that another site's
  * page cannot use a visitor's browser to talk here. A client without Origin is not a browser.
+ *
+ * Host and port, not the scheme, as the protocol says: behind a proxy that terminates TLS the
+ * server sees a plain connection from an https page, and must still know that page as its own.
+ * A Host without a port means the Origin's scheme's default port. X-Forwarded-Host is not read
+ * (uvicorn does not read it either): a proxy must pass the Host header on unchanged, or the
+ * page's origin be listed in CHAT_ALLOWED_ORIGINS.
  */
 export function originAllowed(headers: Array<[string, string]>, allowedOrigins: readonly string[]): boolean {
   let origin: string | undefined;
@@ -138,7 +144,8 @@ export function originAllowed(headers: Array<[string, string]>, allowedOrigins: 
   if (allowedOrigins.includes(url.origin)) return true;
   if (host === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) return false;
   try {
-    // Through URL, so that a default port written out (":80") compares equal to none.
+    // Through URL with the Origin's scheme, so that a default port written out (":443") or left
+    // out compares equal.
     return new URL(`${url.protocol}//${host}`).host === url.host;
   } catch {
     return false;

@@ -19,6 +19,12 @@ const DEFAULTS: ServerOptions = {
   timeoutGracefulShutdown: 10,
   timeoutKeepAlive: 5,
   limitConcurrency: 10000,
+  sslKeyfile: null,
+  sslCertfile: null,
+  sslKeyfilePassword: null,
+  sslCaCerts: null,
+  proxyHeaders: false,
+  forwardedAllowIps: ['127.0.0.1'],
   help: false,
   version: false,
 };
@@ -38,7 +44,7 @@ describe('defaults', () => {
   });
 
   test('the usage states each default that parseOptions applies', () => {
-    for (const stated of ['default 127.0.0.1', 'default 8080', 'default 1)', 'default "")', 'default info', 'default auto', 'default 1048576', 'default 20)', 'default 10)', 'default 5)', 'default 10000']) {
+    for (const stated of ['default 127.0.0.1', 'default 8080', 'default 1)', 'default "")', 'default info', 'default auto', 'default 1048576', 'default 20)', 'default 10)', 'default 5)', 'default 10000', 'default off)', 'default 127.0.0.1)']) {
       assert.ok(USAGE.includes(stated), `the usage says "${stated}"`);
     }
   });
@@ -51,6 +57,8 @@ describe('every flag', () => {
       '--root-path', '/chat', '--log-level', 'debug', '--lifespan', 'on', '--ws-max-size', '65536',
       '--ws-ping-interval', '2.5', '--ws-ping-timeout', '0', '--timeout-graceful-shutdown', '30',
       '--timeout-keep-alive', '0.25', '--limit-concurrency', '50', '--help', '--version',
+      '--ssl-keyfile', 'k.pem', '--ssl-certfile', 'c.pem', '--ssl-keyfile-password', 'pw', '--ssl-ca-certs', 'ca.pem',
+      '--proxy-headers', '--forwarded-allow-ips', '10.0.0.1, 10.1.0.0/16,::1',
     ];
     assert.deepEqual(parseOptions(argv), {
       host: '0.0.0.0',
@@ -66,6 +74,12 @@ describe('every flag', () => {
       timeoutGracefulShutdown: 30,
       timeoutKeepAlive: 0.25,
       limitConcurrency: 50,
+      sslKeyfile: 'k.pem',
+      sslCertfile: 'c.pem',
+      sslKeyfilePassword: 'pw',
+      sslCaCerts: 'ca.pem',
+      proxyHeaders: true,
+      forwardedAllowIps: ['10.0.0.1', '10.1.0.0/16', '::1'],
       help: true,
       version: true,
     } satisfies ServerOptions);
@@ -80,9 +94,50 @@ describe('every flag', () => {
   });
 
   test('every flag parseOptions knows is in the usage', () => {
-    for (const flag of ['--host', '--port', '--app', '--workers', '--root-path', '--log-level', '--lifespan', '--ws-max-size', '--ws-ping-interval', '--ws-ping-timeout', '--timeout-graceful-shutdown', '--timeout-keep-alive', '--limit-concurrency', '--help', '--version']) {
+    for (const flag of ['--host', '--port', '--app', '--workers', '--root-path', '--log-level', '--lifespan', '--ws-max-size', '--ws-ping-interval', '--ws-ping-timeout', '--timeout-graceful-shutdown', '--timeout-keep-alive', '--limit-concurrency', '--ssl-certfile', '--ssl-keyfile', '--ssl-keyfile-password', '--ssl-ca-certs', '--proxy-headers', '--forwarded-allow-ips', '--help', '--version']) {
       assert.match(USAGE, new RegExp(`^  ${flag}\\b`, 'm'), `the usage has a line for ${flag}`);
     }
+  });
+});
+
+describe('TLS flags', () => {
+  test('--ssl-certfile alone: the key is read from the same file (as uvicorn does)', () => {
+    assert.deepEqual(parseOptions(['--ssl-certfile', 'both.pem']), { ...DEFAULTS, sslCertfile: 'both.pem' });
+  });
+
+  test('the other TLS flags without --ssl-certfile are usage errors, not a plain-HTTP server', () => {
+    rejects(['--ssl-keyfile', 'k.pem'], '--ssl-keyfile needs --ssl-certfile');
+    rejects(['--ssl-keyfile-password', 'pw'], '--ssl-keyfile-password needs --ssl-certfile');
+    rejects(['--ssl-ca-certs', 'ca.pem'], '--ssl-ca-certs needs --ssl-certfile');
+  });
+
+  test('an empty path or password is a usage error', () => {
+    rejects(['--ssl-certfile='], '--ssl-certfile needs a value');
+    rejects(['--ssl-certfile', 'c.pem', '--ssl-keyfile='], '--ssl-keyfile needs a value');
+    rejects(['--ssl-certfile', 'c.pem', '--ssl-keyfile-password='], '--ssl-keyfile-password needs a value');
+  });
+});
+
+describe('proxy flags', () => {
+  test('--proxy-headers trusts 127.0.0.1 unless --forwarded-allow-ips says otherwise', () => {
+    assert.deepEqual(parseOptions(['--proxy-headers']), { ...DEFAULTS, proxyHeaders: true });
+    assert.deepEqual(parseOptions(['--proxy-headers', '--forwarded-allow-ips', '*']).forwardedAllowIps, ['*']);
+    assert.deepEqual(parseOptions(['--proxy-headers', '--forwarded-allow-ips', ' 192.0.2.1 ,fd00::/8,,']).forwardedAllowIps, ['192.0.2.1', 'fd00::/8']);
+  });
+
+  test('--forwarded-allow-ips without --proxy-headers is a usage error (it would trust no one)', () => {
+    rejects(['--forwarded-allow-ips', '*'], '--forwarded-allow-ips needs --proxy-headers');
+  });
+
+  test('an entry that is not an address, a network or "*" is a usage error naming it', () => {
+    const not = (entry: string) => `--forwarded-allow-ips: "${entry}" is not an IP address, a network such as 10.0.0.0/8, or "*"`;
+    rejects(['--proxy-headers', '--forwarded-allow-ips', '10.0.0.1,localhost'], not('localhost'));
+    rejects(['--proxy-headers', '--forwarded-allow-ips', '10.0.0.0/33'], not('10.0.0.0/33'));
+    rejects(['--proxy-headers', '--forwarded-allow-ips', '::/129'], not('::/129'));
+    rejects(['--proxy-headers', '--forwarded-allow-ips', '10.0.0.0/'], not('10.0.0.0/'));
+    rejects(['--proxy-headers', '--forwarded-allow-ips', '10.0.0/8'], not('10.0.0/8'));
+    rejects(['--proxy-headers', '--forwarded-allow-ips', ' , '], '--forwarded-allow-ips: no address, network or "*" in " , "');
+    rejects(['--proxy-headers', '--forwarded-allow-ips='], '--forwarded-allow-ips needs a value');
   });
 });
 

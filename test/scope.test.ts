@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
+import { TrustedProxies } from '../src/server/proxy-headers.js';
 import { connectionScope, decodePath, type ScopeBase } from '../src/server/scope.js';
 
 const decodeCases: Array<[raw: string, decoded: string, why: string]> = [
@@ -60,10 +61,12 @@ interface Captured { scope: ScopeBase; clientPort: number }
  * Runs a node:http server on 127.0.0.1 that builds the connection scope of the one request it
  * gets, sends `head` (a raw request head) from a raw TCP client, and returns the scope.
  */
-async function scopeOf(head: Buffer | string, rootPath: string, state: Record<string, unknown>): Promise<Captured & { serverPort: number }> {
+async function scopeOf(
+  head: Buffer | string, rootPath: string, state: Record<string, unknown>, trustedProxies: TrustedProxies | null = null,
+): Promise<Captured & { serverPort: number }> {
   let captured: ScopeBase | undefined;
   const server = createServer((request: IncomingMessage, response) => {
-    captured = connectionScope(request, rootPath, state);
+    captured = connectionScope(request, { rootPath, trustedProxies }, state);
     response.end('ok');
   });
   server.listen(0, '127.0.0.1');
@@ -94,6 +97,26 @@ test('connectionScope: path, raw_path, query_string, root_path, client and serve
   assert.equal(scope.root_path, '/mount');
   assert.deepEqual(scope.client, ['127.0.0.1', clientPort]);
   assert.deepEqual(scope.server, ['127.0.0.1', serverPort]);
+  assert.equal(scope.scheme, 'http', 'a plain TCP connection');
+});
+
+// The rules of the proxy headers are unit-tested in proxy-headers.test.ts; here, that the scope
+// applies them to the real peer address, and only when a list of trusted proxies is given.
+const FORWARDED = 'GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7, 10.0.0.2\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n';
+
+test('connectionScope with proxy headers from a trusted peer: client and scheme from X-Forwarded-For/-Proto', async () => {
+  const { scope } = await scopeOf(FORWARDED, '', {}, new TrustedProxies(['127.0.0.1', '10.0.0.0/8']));
+  assert.deepEqual(scope.client, ['203.0.113.7', 0]);
+  assert.equal(scope.scheme, 'https');
+  assert.deepEqual(scope.headers[1], ['x-forwarded-for', '203.0.113.7, 10.0.0.2'], 'the headers themselves are passed on as they came');
+});
+
+test('connectionScope: proxy headers from a peer that is not trusted, or without --proxy-headers, change nothing', async () => {
+  for (const trusted of [new TrustedProxies(['10.0.0.0/8']), null]) {
+    const { scope, clientPort } = await scopeOf(FORWARDED, '', {}, trusted);
+    assert.deepEqual(scope.client, ['127.0.0.1', clientPort]);
+    assert.equal(scope.scheme, 'http');
+  }
 });
 
 test('connectionScope: no query string is "", and a "?" alone is an empty query string', async () => {

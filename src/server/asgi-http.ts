@@ -16,12 +16,10 @@ import type { Application, HttpScope, ReceiveEvent, SendEvent, State } from './a
 import { checkHeaders } from './http-messages.js';
 import { SERVER_LIMITS } from './limits.js';
 import { describeError, isEnabled, log } from './logger.js';
-import { connectionScope } from './scope.js';
+import { connectionScope, describeClient, type ScopeSettings } from './scope.js';
 import { CLOSE_TIMEOUT_MS, endSocket } from './sockets.js';
 
-export interface HttpSettings {
-  rootPath: string;
-}
+export type HttpSettings = ScopeSettings;
 
 /** Request-body bytes read ahead of the app before the socket is paused (limits.ts). */
 const BODY_READ_AHEAD = SERVER_LIMITS.bodyReadAheadBytes.value;
@@ -39,16 +37,17 @@ export function handleHttpRequest(
     asgi: { version: '3.0', spec_version: '2.3' },
     http_version: request.httpVersion === '1.0' ? '1.0' : '1.1',
     method: (request.method ?? 'GET').toUpperCase(),
-    scheme: 'http',
-    ...connectionScope(request, settings.rootPath, state),
+    ...connectionScope(request, settings, state),
   };
-  void new HttpCycle(request, response, hasBody).run(app, scope);
+  void new HttpCycle(request, response, hasBody, describeClient(scope.client)).run(app, scope);
 }
 
 class HttpCycle {
   private phase = Phase.START;
   private readonly request: IncomingMessage;
   private readonly response: ServerResponse;
+  /** `host:port` of the scope's client (the proxy's X-Forwarded-For with --proxy-headers). */
+  private readonly client: string;
   private readonly started = performance.now();
   private status = 0;
   // Request body: chunks read but not yet given to the app.
@@ -60,9 +59,10 @@ class HttpCycle {
   private disconnected = false;
   private waiting: (() => void) | null = null;
 
-  constructor(request: IncomingMessage, response: ServerResponse, hasBody: boolean) {
+  constructor(request: IncomingMessage, response: ServerResponse, hasBody: boolean, client: string) {
     this.request = request;
     this.response = response;
+    this.client = client;
     this.bodyEnded = !hasBody;
     if (hasBody) {
       request.on('data', (chunk: Buffer) => {
@@ -200,6 +200,6 @@ class HttpCycle {
     if (!isEnabled('info')) return;
     const request = this.request;
     const ms = (performance.now() - this.started).toFixed(1);
-    log.info(`${request.socket?.remoteAddress ?? '?'}:${request.socket?.remotePort ?? '?'} - "${request.method} ${request.url} HTTP/${request.httpVersion}" ${this.status || '-'} ${ms}ms${note ? ' ' + note : ''}`);
+    log.info(`${this.client} - "${request.method} ${request.url} HTTP/${request.httpVersion}" ${this.status || '-'} ${ms}ms${note ? ' ' + note : ''}`);
   }
 }

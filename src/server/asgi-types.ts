@@ -44,13 +44,15 @@ export interface ConnectionScope {
 export interface HttpScope extends ConnectionScope {
   type: 'http';
   method: string;
-  scheme: 'http';
+  /** `https` over TLS, or from a trusted proxy's X-Forwarded-Proto (--proxy-headers). */
+  scheme: 'http' | 'https';
 }
 
 export interface WebSocketScope extends ConnectionScope {
   type: 'websocket';
   http_version: '1.1';
-  scheme: 'ws';
+  /** `wss` over TLS, or from a trusted proxy's X-Forwarded-Proto (--proxy-headers). */
+  scheme: 'ws' | 'wss';
   subprotocols: string[];
   extensions: { 'websocket.http.response': Record<string, never> };
 }

@@ -26,13 +26,11 @@ import { checkHandshake } from './handshake.js';
 import { checkHeaders, isToken } from './http-messages.js';
 import { SERVER_LIMITS } from './limits.js';
 import { describeError, log } from './logger.js';
-import { connectionScope } from './scope.js';
+import { connectionScope, describeClient, type ScopeSettings } from './scope.js';
 import { WIRE_EVENTS, appTransition, misuseError, type AppTransition, type Phase, type WireEvent } from './websocket-phases.js';
 import { WebSocketTransport, refuseUpgrade, type TransportEvents, type TransportOptions } from './ws-transport.js';
 
-export interface WebSocketSettings extends TransportOptions {
-  rootPath: string;
-}
+export interface WebSocketSettings extends TransportOptions, ScopeSettings {}
 
 /**
  * Received messages queued for an app that is not calling `receive`: stop reading at either
@@ -58,9 +56,13 @@ export const openSessions = new Set<WebSocketSession>();
 export function handleWebSocketUpgrade(
   app: Application, request: IncomingMessage, socket: Socket, head: Buffer, settings: WebSocketSettings, state: State,
 ): void {
+  // The connection scope first, so that the log line of a refused handshake names the same
+  // client as the others (the proxy's X-Forwarded-For with --proxy-headers).
+  const base = connectionScope(request, settings, state);
+  const client = describeClient(base.client);
   const handshake = checkHandshake(request);
   if (!handshake.ok) {
-    log.info(`${describeClient(request)} - "WebSocket ${request.url}" ${handshake.status} (${handshake.message})`);
+    log.info(`${client} - "WebSocket ${request.url}" ${handshake.status} (${handshake.message})`);
     refuseUpgrade(socket, handshake.status, handshake.message, handshake.headers, settings.closeTimeoutMs);
     return;
   }
@@ -68,12 +70,12 @@ export function handleWebSocketUpgrade(
     type: 'websocket',
     asgi: { version: '3.0', spec_version: '2.3' },
     http_version: '1.1',
-    scheme: 'ws',
-    ...connectionScope(request, settings.rootPath, state),
+    ...base,
+    scheme: base.scheme === 'https' ? 'wss' : 'ws',
     subprotocols: handshake.subprotocols,
     extensions: { 'websocket.http.response': {} },
   };
-  const session = new WebSocketSession(describeClient(request), request.url ?? '/', socket, head, handshake.key, settings);
+  const session = new WebSocketSession(client, request.url ?? '/', socket, head, handshake.key, settings);
   session.run(app, scope);
 }
 
@@ -295,8 +297,4 @@ export class WebSocketSession implements TransportEvents {
 
 function messageSize(event: { text?: string | undefined; bytes?: Uint8Array | undefined }): number {
   return event.text !== undefined ? event.text.length : event.bytes!.length;
-}
-
-function describeClient(request: IncomingMessage): string {
-  return `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`;
 }

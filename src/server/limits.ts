@@ -53,6 +53,18 @@ export const SERVER_LIMITS = {
     atBound: '408 Request Timeout, connection closed',
     why: 'a slow-loris client, trickling bytes to hold a connection, is cut off; any real client sends its head in well under a second',
   },
+  tlsHandshakeTimeoutMs: {
+    value: 20_000, unit: 'ms',
+    what: 'time a client has to complete the TLS handshake (with --ssl-certfile)',
+    atBound: 'the socket is destroyed',
+    why: 'the request head\'s bound, for the step before it: node\'s default of 120 s would let a client hold a connection six times longer without sending a byte of HTTP',
+  },
+  tlsFileBytes: {
+    value: 1024 * 1024, unit: 'bytes',
+    what: 'a TLS file (`--ssl-certfile`, `--ssl-keyfile`, `--ssl-ca-certs`) read at startup',
+    atBound: 'startup stops with a line naming the flag, exit 1',
+    why: 'a key or chain is a few KiB, a public CA bundle a few hundred; a path to something else (/dev/zero, a log) must not hang or swell startup',
+  },
   requestTimeoutMs: {
     value: 300_000, unit: 'ms',
     what: 'time a client has to send a whole request, body included',

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { LIFESPAN_MODES, type LifespanMode } from './asgi-lifespan.js';
 import { SERVER_LIMITS, type FlagLimit } from './limits.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
+import { parseTrustedProxies } from './proxy-headers.js';
 
 export interface ServerOptions {
   host: string;
@@ -29,6 +30,18 @@ export interface ServerOptions {
   timeoutKeepAlive: number;
   /** Most connections one process holds at once; more are refused. */
   limitConcurrency: number;
+  /** PEM private key for TLS; null: the key is in sslCertfile (or no TLS). */
+  sslKeyfile: string | null;
+  /** PEM certificate (chain) for TLS; null: plain HTTP. */
+  sslCertfile: string | null;
+  /** Password of an encrypted sslKeyfile. */
+  sslKeyfilePassword: string | null;
+  /** PEM CA certificates (used to complete the chain sent to clients). */
+  sslCaCerts: string | null;
+  /** Believe X-Forwarded-For / X-Forwarded-Proto from the peers in forwardedAllowIps. */
+  proxyHeaders: boolean;
+  /** Addresses, networks (CIDR) or `*` trusted to send proxy headers. */
+  forwardedAllowIps: string[];
   help: boolean;
   version: boolean;
 }
@@ -113,6 +126,32 @@ export const OPTIONS = {
   'limit-concurrency': {
     metavar: 'N', default: limitDefault(SERVER_LIMITS.limitConcurrency), help: ['most open connections per process'],
     meaning: 'most open connections per process',
+  },
+  'ssl-certfile': {
+    metavar: 'PATH', default: null, defaultInWords: 'none', help: ['serve HTTPS and wss:// with this PEM certificate (chain)'],
+    meaning: 'serve HTTPS and `wss://` with this PEM certificate (chain)',
+  },
+  'ssl-keyfile': {
+    metavar: 'PATH', default: null, defaultInWords: 'the certificate file', help: ['its PEM private key (default: read from --ssl-certfile)'],
+    meaning: 'its PEM private key',
+  },
+  'ssl-keyfile-password': {
+    metavar: 'PASSWORD', default: null, defaultInWords: 'none', help: ['password of an encrypted --ssl-keyfile'],
+    meaning: 'the password of an encrypted key',
+  },
+  'ssl-ca-certs': {
+    metavar: 'PATH', default: null, defaultInWords: 'none', help: ['PEM CA certificates, to complete the chain sent to clients'],
+    meaning: 'PEM CA certificates, used to complete the chain sent to clients',
+  },
+  'proxy-headers': {
+    metavar: null, default: null, defaultInWords: 'off',
+    help: ['take client and scheme from X-Forwarded-For and', 'X-Forwarded-Proto, from trusted peers only (default off)'],
+    meaning: 'take `client` and `scheme` from `X-Forwarded-For` and `X-Forwarded-Proto`, from trusted peers only',
+  },
+  'forwarded-allow-ips': {
+    metavar: 'LIST', default: '127.0.0.1',
+    help: ['comma-separated addresses or networks (10.0.0.0/8) trusted', 'with proxy headers, "*" for all'],
+    meaning: 'comma-separated addresses and networks (`10.0.0.0/8`, `fd00::/8`) trusted with proxy headers; `*` trusts every peer',
   },
   help: { metavar: null, default: null, help: ['show this help and exit'], meaning: null },
   version: { metavar: null, default: null, help: ['print the version and exit'], meaning: null },
@@ -199,6 +238,29 @@ export function parseOptions(argv: string[]): ServerOptions {
   if (rootPath !== '' && (!rootPath.startsWith('/') || rootPath.endsWith('/'))) {
     throw new UsageError(`--root-path must start with "/" and not end with one, got "${rootPath}"`);
   }
+  // A flag with no default: its value, or null when it was not given.
+  const optional = (name: Flag): string | null => (typeof values[name] === 'string' ? text(name) : null);
+  const sslKeyfile = optional('ssl-keyfile');
+  const sslCertfile = optional('ssl-certfile');
+  const sslKeyfilePassword = optional('ssl-keyfile-password');
+  const sslCaCerts = optional('ssl-ca-certs');
+  // TLS needs a certificate; the other TLS flags mean nothing without one, and a server that
+  // silently serves plain HTTP when the operator asked for TLS would be worse than a refusal.
+  if (sslCertfile === null) {
+    for (const [name, value] of [['ssl-keyfile', sslKeyfile], ['ssl-keyfile-password', sslKeyfilePassword], ['ssl-ca-certs', sslCaCerts]] as const) {
+      if (value !== null) throw new UsageError(`--${name} needs --ssl-certfile`);
+    }
+  }
+  const proxyHeaders = values['proxy-headers'] === true;
+  const forwarded = optional('forwarded-allow-ips');
+  // Off by default here (uvicorn has it on): say so rather than ignore a list that trusts no one.
+  if (forwarded !== null && !proxyHeaders) throw new UsageError('--forwarded-allow-ips needs --proxy-headers');
+  let forwardedAllowIps: string[];
+  try {
+    forwardedAllowIps = parseTrustedProxies(forwarded ?? defaultOf('forwarded-allow-ips'));
+  } catch (error) {
+    throw new UsageError(`--forwarded-allow-ips: ${(error as Error).message}`);
+  }
   return {
     host: text('host'),
     port: integer('port', text('port'), 0, 65535),
@@ -213,6 +275,12 @@ export function parseOptions(argv: string[]): ServerOptions {
     timeoutGracefulShutdown: limit(SERVER_LIMITS.timeoutGracefulShutdown, text('timeout-graceful-shutdown')),
     timeoutKeepAlive: limit(SERVER_LIMITS.timeoutKeepAlive, text('timeout-keep-alive')),
     limitConcurrency: limit(SERVER_LIMITS.limitConcurrency, text('limit-concurrency')),
+    sslKeyfile,
+    sslCertfile,
+    sslKeyfilePassword,
+    sslCaCerts,
+    proxyHeaders,
+    forwardedAllowIps,
     help: values.help === true,
     version: values.version === true,
   };

@@ -1,11 +1,12 @@
-// One serving process: lifespan startup, then node:http on the port with the HTTP and WebSocket
-// dispatchers behind it, then graceful shutdown on SIGINT/SIGTERM. With --workers N each
-// cluster worker runs this; the primary (supervisor.ts) only supervises.
+// One serving process: lifespan startup, then node:http (node:https with --ssl-certfile) on the
+// port with the HTTP and WebSocket dispatchers behind it, then graceful shutdown on SIGINT/SIGTERM.
+// With --workers N each cluster worker runs this; the primary (supervisor.ts) only supervises.
 //
 // Order matters (ASGI lifespan spec): startup completes before the port is served, and
 // `lifespan.shutdown` is sent only after the server stopped accepting and in-flight work ended.
 import cluster from 'node:cluster';
-import { ServerResponse, createServer, type IncomingMessage } from 'node:http';
+import { ServerResponse, createServer as createHttpServer, type IncomingMessage, type RequestListener } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Application } from './asgi-types.js';
 import { handleHttpRequest } from './asgi-http.js';
@@ -16,7 +17,9 @@ import { plainResponse } from './http-messages.js';
 import { SERVER_LIMITS } from './limits.js';
 import { log } from './logger.js';
 import type { ServerOptions } from './options.js';
+import { TrustedProxies } from './proxy-headers.js';
 import { CLOSE_TIMEOUT_MS, endSocket } from './sockets.js';
+import type { TlsMaterial } from './tls.js';
 import { refuseUpgrade } from './ws-transport.js';
 
 /** Exit codes, as uvicorn uses them: 1 for a server error (port in use), 3 for startup failure. */
@@ -25,7 +28,8 @@ export const EXIT_STARTUP_FAILED = 3;
 /** Sent over IPC by a cluster worker once it listens, so the primary can announce the port. */
 export interface ListeningMessage { type: 'asgi:listening'; host: string; port: number }
 
-export async function serve(app: Application, options: ServerOptions): Promise<void> {
+/** `tls`: the certificate and key loadTls read at startup (main.ts), or null for plain HTTP. */
+export async function serve(app: Application, options: ServerOptions, tls: TlsMaterial | null): Promise<void> {
   const lifespan = new Lifespan(options.lifespan);
   try {
     await lifespan.startup(app);
@@ -35,8 +39,10 @@ export async function serve(app: Application, options: ServerOptions): Promise<v
     process.exit(EXIT_STARTUP_FAILED);
   }
 
+  const trustedProxies = options.proxyHeaders ? new TrustedProxies(options.forwardedAllowIps) : null;
   const wsSettings: WebSocketSettings = {
     rootPath: options.rootPath,
+    trustedProxies,
     maxMessageSize: options.wsMaxSize,
     // Bound the fragment count too (a flood of 1-byte fragments costs far more than its bytes).
     maxFragments: SERVER_LIMITS.maxFragments.value,
@@ -44,24 +50,33 @@ export async function serve(app: Application, options: ServerOptions): Promise<v
     pingTimeoutMs: options.wsPingTimeout * 1000,
     closeTimeoutMs: CLOSE_TIMEOUT_MS,
   };
-  const httpSettings = { rootPath: options.rootPath };
+  const httpSettings = { rootPath: options.rootPath, trustedProxies };
 
   // --timeout-keep-alive 0 means what it means in uvicorn: an idle connection is closed at once,
   // i.e. after each response. Node reads keepAliveTimeout 0 as "never time out", the opposite, so
   // 0 is not passed on: each response says `Connection: close` and node ends the socket after it.
   const keepAlive = options.timeoutKeepAlive > 0;
-  const server = createServer({
+  const httpOptions = {
     // Each bound is declared, with its reason, in limits.ts.
     maxHeaderSize: SERVER_LIMITS.requestHeadBytes.value,
     headersTimeout: SERVER_LIMITS.requestHeadTimeoutMs.value, // slowloris
     requestTimeout: SERVER_LIMITS.requestTimeoutMs.value,
     keepAliveTimeout: options.timeoutKeepAlive * 1000,
-  }, (request, response) => {
+  };
+  const onRequest: RequestListener = (request, response) => {
     // Every request node does not treat as an upgrade is plain HTTP, including one that carries
     // `Upgrade: websocket` without `Connection: upgrade` (RFC 9110 §7.8: not addressed to us).
     if (!keepAlive) response.shouldKeepAlive = false;
     handleHttpRequest(app, request, response, httpSettings, lifespan.state);
-  });
+  };
+  // node:https is node:http over TLS sockets: the same events ('upgrade' included), the same
+  // request and response objects; the dispatchers see the difference only as the socket's
+  // `encrypted` flag (scope.ts). A TLS handshake that fails is node's business: it destroys
+  // the socket (the 'tlsClientError' event) before any request exists.
+  const server = tls === null
+    ? createHttpServer(httpOptions, onRequest)
+    // Like the request head, the TLS handshake gets 20 s (node's default is 120 s).
+    : createHttpsServer({ ...httpOptions, ...tls, handshakeTimeout: SERVER_LIMITS.tlsHandshakeTimeoutMs.value }, onRequest);
   server.maxConnections = options.limitConcurrency;
 
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
@@ -131,14 +146,14 @@ export async function serve(app: Application, options: ServerOptions): Promise<v
     if (cluster.isWorker) {
       process.send!({ type: 'asgi:listening', host: options.host, port } satisfies ListeningMessage);
     } else {
-      announce(options.host, port);
+      announce(options.host, port, tls !== null);
     }
   });
 }
 
 /** The start-up announcement on stdout (not a log line: it shows at every log level). */
-export function announce(host: string, port: number): void {
-  process.stdout.write(`listening on http://${host.includes(':') ? `[${host}]` : host}:${port}\n`);
+export function announce(host: string, port: number, secure: boolean): void {
+  process.stdout.write(`listening on ${secure ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}\n`);
 }
 
 /** Resolves with the promise's value, or undefined once `deadline` (ms since epoch) passes. */

@@ -10,7 +10,7 @@
 //   primary ──fork──▶ worker 1 ─┐
 //      │    ──fork──▶ worker 2 ─┼── each: lifespan startup, then listen on the shared port
 //      │    ──fork──▶ worker N ─┘   and send {type: 'asgi:listening'} over IPC
-//      └── after N "listening": print `listening on http://HOST:PORT`
+//      └── after N "listening": print `listening on http://HOST:PORT` (https:// with TLS)
 //
 // A worker that exits before it ever listened failed its startup (or the port was taken): the
 // primary stops the others and exits non-zero, since a restart would only fail again. A worker
@@ -67,7 +67,7 @@ export function runPrimary(options: ServerOptions, services: PrimaryService[]): 
     listening.add(worker.id);
     if (!announced && listening.size === options.workers) {
       announced = true;
-      announce(message.host, message.port);
+      announce(message.host, message.port, options.sslCertfile !== null);
     } else if (announced) {
       log.info(`Worker ${worker.process.pid} is serving (replacing a crashed worker)`);
     }

@@ -14,12 +14,14 @@
 //   ws.waitEnd(timeoutMs)                              the server ending the TCP connection
 //
 // openHttp(port) gives the same byte reader for plain HTTP: write requests, read responses
-// (content-length, chunked or close-delimited bodies), pipelining included.
+// (content-length, chunked or close-delimited bodies), pipelining included. Both speak TLS when
+// given a CA certificate to trust (`connectRaw(port, {ca})`, `openHttp(port, ca)`).
 //
 // waitForOutput / waitForProbe wait for a line in the server's output: the fixtures under
 // test/fixtures/ report what the application saw as `PROBE <id> <what> <json>`.
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import type { RunningServer } from './server.js';
 
 /** RFC 6455 §1.3: the GUID appended to the key before hashing. */
@@ -147,11 +149,12 @@ export function hex(buf: Buffer, max = 64): string {
   return buf.length > max ? `${shown} ... (${buf.length} bytes)` : shown || '(none)';
 }
 
-export async function openSocket(port: number, host = '127.0.0.1'): Promise<Socket> {
-  const socket = connect({ port, host });
+/** A TCP connection, or with `ca` a TLS one that trusts only that CA (for wss:// and https://). */
+export async function openSocket(port: number, host = '127.0.0.1', ca?: Buffer): Promise<Socket> {
+  const socket = ca === undefined ? connect({ port, host }) : connectTls({ port, host, ca });
   socket.setNoDelay(true);
   await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
+    socket.once(ca === undefined ? 'connect' : 'secureConnect', resolve);
     socket.once('error', reject);
   });
   return socket;
@@ -300,8 +303,8 @@ export interface HttpConnection {
   close(): void;
 }
 
-export async function openHttp(port: number): Promise<HttpConnection> {
-  const socket = await openSocket(port);
+export async function openHttp(port: number, ca?: Buffer): Promise<HttpConnection> {
+  const socket = await openSocket(port, '127.0.0.1', ca);
   const reader = new ByteReader(socket);
   return {
     socket,
@@ -439,6 +442,8 @@ export interface ConnectOptions {
   method?: string;
   httpVersion?: string;
   timeoutMs?: number;
+  /** Connect over TLS (wss://), trusting this CA certificate. */
+  ca?: Buffer;
 }
 
 export interface RawWebSocket {
@@ -483,7 +488,7 @@ export async function connectRaw(port: number, options: ConnectOptions = {}): Pr
   }
   const lines = [`${options.method ?? 'GET'} ${options.path ?? '/'} ${options.httpVersion ?? 'HTTP/1.1'}`];
   for (const [name, value] of Object.entries(merged)) if (value !== null) lines.push(`${name}: ${value}`);
-  const socket = await openSocket(port);
+  const socket = await openSocket(port, '127.0.0.1', options.ca);
   const reader = new ByteReader(socket);
   await write(socket, `${lines.join('\r\n')}\r\n\r\n`);
   let response: HttpResponse;

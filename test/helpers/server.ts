@@ -1,5 +1,6 @@
 // Starts the real server (`node dist/main.js ...`) as a child process on a free port, the way a
-// user does, and waits for its `listening on http://HOST:PORT` line. Every integration test uses it.
+// user does, and waits for its `listening on http://HOST:PORT` line (https:// with --ssl-certfile).
+// Every integration test uses it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
@@ -13,9 +14,11 @@ export const fixture = (name: string): string => fileURLToPath(new URL(`../../..
 export interface RunningServer {
   proc: ChildProcess;
   port: number;
-  /** `http://127.0.0.1:PORT` */
+  /** What the listening line said: `https` when the server serves TLS. */
+  scheme: 'http' | 'https';
+  /** `http://127.0.0.1:PORT` (`https://` with TLS) */
   url: string;
-  /** `ws://127.0.0.1:PORT` */
+  /** `ws://127.0.0.1:PORT` (`wss://` with TLS) */
   wsUrl: string;
   /** Everything written so far to stdout and stderr. */
   output(): string;
@@ -33,7 +36,7 @@ export interface StartOptions {
   timeoutMs?: number;
 }
 
-/** Spawns `node dist/main.js` and resolves once it prints `listening on http://HOST:PORT`. */
+/** Spawns `node dist/main.js` and resolves once it prints `listening on http(s)://HOST:PORT`. */
 export async function startServer(options: StartOptions = {}): Promise<RunningServer> {
   const args = [...(options.args ?? [])];
   if (!args.includes('--port')) args.push('--port', '0');
@@ -48,14 +51,14 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
   proc.stderr!.setEncoding('utf8').on('data', (s: string) => { out += s; });
   const exited = once(proc, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
 
-  const port = await new Promise<number>((resolve, reject) => {
+  const [scheme, port] = await new Promise<['http' | 'https', number]>((resolve, reject) => {
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
       reject(new Error(`server did not print "listening on" within ${options.timeoutMs ?? 15000} ms:\n${out}`));
     }, options.timeoutMs ?? 15000);
     const check = () => {
-      const match = /listening on http:\/\/[^\s:]+:(\d+)/.exec(out);
-      if (match) { clearTimeout(timer); resolve(Number(match[1])); }
+      const match = /listening on (https?):\/\/[^\s:]+:(\d+)/.exec(out);
+      if (match) { clearTimeout(timer); resolve([match[1] as 'http' | 'https', Number(match[2])]); }
     };
     proc.stdout!.on('data', check);
     proc.stderr!.on('data', check);
@@ -68,8 +71,9 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
   return {
     proc,
     port,
-    url: `http://127.0.0.1:${port}`,
-    wsUrl: `ws://127.0.0.1:${port}`,
+    scheme,
+    url: `${scheme}://127.0.0.1:${port}`,
+    wsUrl: `${scheme === 'https' ? 'wss' : 'ws'}://127.0.0.1:${port}`,
     output: () => out,
     exited,
     async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 15000) {
