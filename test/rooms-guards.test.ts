@@ -168,6 +168,11 @@ describe('rooms refusals on 4 workers (small limits)', () => {
     const answer = cyd.next((m) => m.uuid === uuid, 'the answer to a numeric action');
     cyd.send({ uuid, action: 7 });
     assert.deepEqual(await answer, refusal(uuid, 'error', 'bad_request', await answer));
+    // Nor is an unknown action longer than 64 characters: the answer does not amplify what was sent.
+    const longUuid = newUuid();
+    const longAnswer = cyd.next((m) => m.uuid === longUuid, 'the answer to a long unknown action');
+    cyd.send({ uuid: longUuid, action: 'x'.repeat(65) });
+    assert.deepEqual(await longAnswer, refusal(longUuid, 'error', 'bad_request', await longAnswer));
 
     assert.ok(cyd.chat.isOpen);
     assert.deepEqual((await cyd.ok('list_rooms')).rooms, listed.rooms, 'nothing changed');

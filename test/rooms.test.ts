@@ -39,11 +39,14 @@ describe('rooms on 4 workers: every action answered', () => {
   });
 
   test('authenticate: {"uuid", "action", "status": "success", "user"}, for any user id the protocol allows', TIMEOUT, async () => {
-    for (const user of ['ann', 'Zoë Ünïcode 🙂', 'x'.repeat(64)]) {
+    // Names that are special somewhere (an object's prototype keys) are plain user ids here.
+    for (const user of ['ann', 'Zoë Ünïcode 🙂', 'x'.repeat(64), '__proto__', 'constructor']) {
       const connection = await RoomsConnection.open(server.wsUrl, user);
       connections.push(connection);
       const answer = await connection.request('authenticate', { token: tokenFor(secret, user) }, { uuid: 'Auth_1-z' });
       assert.deepEqual(answer, { uuid: 'Auth_1-z', action: 'authenticate', status: 'success', user });
+      const created = await connection.ok('create_room', { name: `${user}'s`, users: ['hasOwnProperty'] });
+      assert.deepEqual((created.room as RoomObject).users, [user, 'hasOwnProperty']);
     }
   });
 
