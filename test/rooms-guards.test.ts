@@ -476,14 +476,55 @@ describe('rooms without CHAT_SECRET', () => {
     await server?.stop();
   });
 
-  test('authenticate answers unavailable, saying how to enable rooms; the lobby works', TIMEOUT, async () => {
+  test('every rooms request answers unavailable, saying how to enable rooms; the lobby works', TIMEOUT, async () => {
     const wyn = await RoomsConnection.open(server.wsUrl, 'wyn');
     connections.push(wyn);
     const answer = await refused(wyn, 'authenticate', { token: tokenFor(newSecret(), 'wyn') }, 'unavailable');
     assert.match(answer.error_message as string, /CHAT_SECRET/);
-    await refused(wyn, 'list_rooms', {}, 'unauthenticated');
+    // Not "unauthenticated": signing in cannot help here, and the answer says what can.
+    const listed = await refused(wyn, 'list_rooms', {}, 'unavailable');
+    assert.equal(listed.error_message, answer.error_message);
     wyn.chat.say('wyn', 'the lobby needs no secret');
     await wyn.seen((m) => m.message === 'the lobby needs no secret' && typeof m.id === 'number', 'the lobby message back');
     assert.ok(wyn.chat.isOpen);
+  });
+});
+
+describe('a token\'s exp ends the session it opened', () => {
+  let server: RunningServer;
+  const connections: RoomsConnection[] = [];
+  before(async () => {
+    server = await startServer({ args: ['--workers', '2'], env: { CHAT_SECRET: secret } });
+  });
+  after(async () => {
+    await closeConnections(connections);
+    await server?.stop();
+  });
+
+  test('after exp: no more room messages, requests answer token_expired, and a new token signs in again', TIMEOUT, async () => {
+    const rae = await RoomsConnection.signIn(server.wsUrl, secret, 'rae');
+    const sid = await RoomsConnection.open(server.wsUrl, 'sid');
+    connections.push(rae, sid);
+    const expiresAt = Math.ceil(Date.now() / 1000) + 2;
+    const signedIn = await sid.request('authenticate', { token: tokenFor(secret, 'sid', { exp: expiresAt }) });
+    assert.equal(signedIn.status, 'success');
+    const room = (await rae.ok('create_room', { name: 'short-lived', users: ['sid'] })).room as { id: number };
+    await sid.seen((m) => m.action === 'room_update' && (m.room as { id: number }).id === room.id, 'sid hears of the room');
+    const before = await rae.say(room.id, 'before exp');
+    await sid.seen((m) => m.action === 'new_message' && messageOf(m).id === before.id, 'sid gets the message sent before exp');
+
+    // Past exp (the token's second, plus a margin for the timer): the session is over.
+    while (Date.now() < expiresAt * 1000 + 300) await sleep(100);
+    const late = await rae.say(room.id, 'after exp');
+    await rae.barrier();
+    const expired = await refused(sid, 'list_rooms', {}, 'token_expired');
+    assert.match(expired.error_message as string, /expired/);
+    assert.equal(sid.messages(room.id).some((m) => m.id === late.id), false, 'nothing said after exp reached sid');
+    assert.ok(sid.chat.isOpen, 'the connection stays open: the lobby is still there');
+
+    const again = await sid.request('authenticate', { token: tokenFor(secret, 'sid') });
+    assert.equal(again.status, 'success', JSON.stringify(again));
+    const history = await sid.ok('select_room', { room: room.id, since: before.id });
+    assert.deepEqual((history.room_messages as Array<{ id: number }>).map((m) => m.id), [late.id], 'what it missed, with since');
   });
 });
