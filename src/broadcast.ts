@@ -200,8 +200,17 @@ export class Hub {
   private resumed: Promise<void> | null = null;
   private resume: (() => void) | null = null;
   private detached = false;
-  /** Subscribers closed for falling behind (shown by /healthz). */
+  /** Subscribers closed for falling behind (shown by /healthz and /metrics). */
   slowConsumers = 0;
+  /** Lobby messages this worker published (metrics.ts). */
+  published = 0;
+  /**
+   * Messages sent from the subscribers' queues to their connections: history, lobby and room
+   * messages. The consumer (websocket.ts) counts them, one increment per message sent.
+   */
+  delivered = 0;
+  /** With --workers 1, the loop and the rooms' router living in this process (for metrics.ts); else null. */
+  inProcess: { readonly outlet: Outlet; readonly rooms: RoomRouter } | null = null;
   /** This worker's side of the rooms (rooms/client.ts), on the same link to the primary. */
   readonly rooms: RoomsClient;
 
@@ -216,9 +225,25 @@ export class Hub {
     return this.live.size;
   }
 
+  /**
+   * The longest subscriber queue now, in messages. Walked when asked (a scrape of /metrics), so
+   * that a broadcast's push costs nothing more for the metrics' sake.
+   */
+  get queueDepthMax(): number {
+    let max = 0;
+    for (const queue of this.live) if (queue.length > max) max = queue.length;
+    return max;
+  }
+
+  /** Messages to the primary handed to the IPC channel and not yet flushed (0 in one process). */
+  get ipcPending(): number {
+    return this.link.pending;
+  }
+
   /** Publishes one validated message; `tail` is `"sender":…,"message":…}` (see BroadcastLoop). */
   publish(tail: string): void {
     if (this.detached) return;
+    this.published++;
     this.outbox.push(tail);
     this.scheduleFlush();
   }
@@ -379,5 +404,6 @@ export function createHub(config: ChatConfig): Hub {
     send: (message) => (message.t === 'room:in' ? rooms.handle(outlet.id, message) : loop.handle(outlet, message)),
   };
   const hub = new Hub(config, link);
+  hub.inProcess = { outlet, rooms };
   return hub;
 }

@@ -87,6 +87,16 @@ export const CHAT_LIMITS = {
     atBound: 'changes within the window are sent as one push at its end',
     why: 'the protocol allows at most one per room per second: a reconnect storm does not become a push storm',
   },
+  metricsReportWaitMs: {
+    value: 1000, unit: 'ms', what: 'the wait of the primary for each worker\'s snapshot, for one scrape of `/metrics`',
+    atBound: 'the scrape is answered without the workers that have not answered; `chat_metrics_workers_answered` says how many did',
+    why: 'a worker answers within a turn of its event loop unless it is stuck or still starting; one such worker must not hang every scrape',
+  },
+  metricsAnswerWaitMs: {
+    value: 3000, unit: 'ms', what: 'the wait of a worker serving `/metrics` for the primary\'s answer',
+    atBound: '`/metrics` answers 503, saying the primary did not answer',
+    why: 'well beyond the primary\'s own wait for the workers, so only a stuck primary or a backlogged IPC channel gets there',
+  },
 } as const;
 
 export interface ChatConfig {

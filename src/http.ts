@@ -1,12 +1,16 @@
-// The chat's HTTP handler: the page at `/`, a health check at `/healthz`, 404 elsewhere.
+// The chat's HTTP handler: the page at `/`, a health check at `/healthz`, the Prometheus metrics
+// of every worker at `/metrics` (metrics.ts, metrics-cluster.ts), 404 elsewhere.
 //
 // The page itself is read once at startup (page.ts) and served from memory with its ETag and its
 // Content-Security-Policy.
 import type { ChatState } from './chat-state.js';
+import { metricFamilies, type MetricsReport } from './metrics.js';
+import { MetricsUnavailableError } from './metrics-cluster.js';
+import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from './prometheus.js';
 import type { Headers, HttpScope, Receive, Send } from './server/asgi-types.js';
 
 export async function http(scope: HttpScope, _receive: Receive, send: Send): Promise<void> {
-  const { page, hub } = scope.state as unknown as ChatState;
+  const { page, hub, metrics } = scope.state as unknown as ChatState;
   const method = scope.method;
   if (scope.path === '/') {
     if (method !== 'GET' && method !== 'HEAD') return respond(send, 405, 'Method Not Allowed\n', TEXT, [['allow', 'GET, HEAD']]);
@@ -31,6 +35,17 @@ export async function http(scope: HttpScope, _receive: Receive, send: Send): Pro
     if (method !== 'GET' && method !== 'HEAD') return respond(send, 405, 'Method Not Allowed\n', TEXT, [['allow', 'GET, HEAD']]);
     const body = JSON.stringify({ status: 'ok', pid: process.pid, connections: hub.subscriberCount, slow_consumers_closed: hub.slowConsumers });
     return respond(send, 200, body, 'application/json', [['cache-control', 'no-store']]);
+  }
+  if (scope.path === '/metrics') {
+    if (method !== 'GET' && method !== 'HEAD') return respond(send, 405, 'Method Not Allowed\n', TEXT, [['allow', 'GET, HEAD']]);
+    let report: MetricsReport;
+    try {
+      report = await metrics.gather();
+    } catch (error) {
+      if (!(error instanceof MetricsUnavailableError)) throw error;
+      return respond(send, 503, `metrics unavailable: ${error.message}\n`, TEXT, [['cache-control', 'no-store']]);
+    }
+    return respond(send, 200, renderPrometheus(metricFamilies(report)), PROMETHEUS_CONTENT_TYPE, [['cache-control', 'no-store']]);
   }
   return respond(send, 404, 'Not Found\n');
 }

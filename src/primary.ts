@@ -5,10 +5,14 @@
 //   worker ──{"t":"chat:…"}──▶ BroadcastLoop ──{"t":"chat:batch"}──▶ workers with subscribers
 //   worker ──{"t":"room:in"}──▶ RoomRouter ───{"t":"room:out"}───▶ workers with a member's connection
 //
-// Both send through the loop's outlets, so one flow control (broadcast.ts) covers all IPC.
+// Both send through the loop's outlets, so one flow control (broadcast.ts) covers all IPC. A scrape
+// of /metrics is answered here too (metrics-cluster.ts): {"t":"metrics:…"}, outside that flow
+// control, since it is a few small messages per scrape and must not wait behind a paused chat.
 import cluster, { type Worker } from 'node:cluster';
 import { BroadcastLoop, type Outlet, type ToPrimary } from './broadcast.js';
 import { readChatConfig } from './config.js';
+import { snapshotPrimary } from './metrics.js';
+import { MetricsCollector, type MetricsToPrimary } from './metrics-cluster.js';
 import { RoomRouter } from './rooms/router.js';
 import { log } from './server/logger.js';
 
@@ -37,12 +41,19 @@ export function startChatPrimary(): { stop(): void } {
     }
     return outlet;
   };
-  const onMessage = (worker: Worker, message: ToPrimary): void => {
+  // Every live worker has a backlog figure, 0 for one that has no outlet yet (it has said nothing).
+  const metrics = new MetricsCollector(() => snapshotPrimary(rooms.service, Object.values(cluster.workers ?? {})
+    .filter((worker): worker is Worker => worker !== undefined)
+    .map((worker) => ({ pid: worker.process.pid ?? 0, pending: outlets.get(worker.id)?.pending ?? 0 }))
+    .sort((a, b) => a.pid - b.pid)));
+  const onMessage = (worker: Worker, message: ToPrimary | MetricsToPrimary): void => {
     const type = message?.t;
     if (type === 'room:in') rooms.handle(outletOf(worker).id, message);
-    else if (typeof type === 'string' && type.startsWith('chat:')) loop.handle(outletOf(worker), message);
+    else if (type === 'metrics:ask' || type === 'metrics:report') metrics.handle(worker, message);
+    else if (typeof type === 'string' && type.startsWith('chat:')) loop.handle(outletOf(worker), message as ToPrimary);
   };
   const onExit = (worker: Worker): void => {
+    metrics.workerGone(worker);
     const outlet = outlets.get(worker.id);
     if (!outlet) return;
     if (outlet.subscribers > 0) log.info(`Forgetting ${outlet.subscribers} subscribers of worker ${worker.process.pid}`);

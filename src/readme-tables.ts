@@ -6,6 +6,7 @@
 //   limits         what is bounded, and what happens there     SERVER_LIMITS (src/server/limits.ts),
 //                                                              CHAT_LIMITS and CHAT_SETTINGS (src/config.ts)
 //   chat-settings  the chat's environment variables            CHAT_SETTINGS (src/config.ts)
+//   metrics        what GET /metrics reports                   METRICS (src/metrics.ts)
 //
 // Each table sits in the README between `<!-- NAME:begin -->` and `<!-- NAME:end -->`;
 // test/limits.test.ts and test/config.test.ts fail when one differs from what is rendered here.
@@ -19,6 +20,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CHAT_LIMITS, CHAT_SETTINGS, renderSettingsTable, type NumberSetting } from './config.js';
+import { renderMetricsTable } from './metrics.js';
 import { SERVER_LIMITS, type FlagLimit, type Limit } from './server/limits.js';
 import { renderOptionsTable } from './server/options.js';
 
@@ -75,6 +77,7 @@ export const README_TABLES: Record<string, () => string> = {
   options: renderOptionsTable,
   limits: renderLimitsTable,
   'chat-settings': renderSettingsTable,
+  metrics: renderMetricsTable,
 };
 
 /** The markers of a generated table on lines of their own, and the lines between (maybe none). */

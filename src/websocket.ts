@@ -54,8 +54,8 @@ async function chat(allowed: boolean, hub: Hub, config: ChatConfig, client: stri
   }
   // The consumer runs whenever the hub queues something for this subscriber (and now, for the
   // history): see subscriber-queue.ts. Meanwhile this function reads what the client sends.
-  subscription.queue.onReady = () => void sendQueued(subscription, send);
-  void sendQueued(subscription, send);
+  subscription.queue.onReady = () => void sendQueued(hub, subscription, send);
+  void sendQueued(hub, subscription, send);
   let rooms: RoomSession | null = null; // made at the first rooms request
   try {
     for (let received = 1; ; received++) {
@@ -153,11 +153,14 @@ export function originAllowed(headers: Array<[string, string]>, allowedOrigins: 
 }
 
 /** The consumer: sends what is queued for this subscriber until the queue is empty, then stops. */
-async function sendQueued(subscription: Subscription, send: Send): Promise<void> {
+async function sendQueued(hub: Hub, subscription: Subscription, send: Send): Promise<void> {
   try {
     for (let texts = subscription.queue.takeAll(); texts !== null; texts = subscription.queue.takeAll()) {
       // All that is queued, at once: the server writes these frames to the socket as one write.
-      for (const text of texts) await send({ type: 'websocket.send', text });
+      for (const text of texts) {
+        await send({ type: 'websocket.send', text });
+        hub.delivered++; // an integer add per delivery: all that metrics cost here (metrics.ts)
+      }
     }
   } catch {
     subscription.close(); // send rejected: the client is gone

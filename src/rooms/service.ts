@@ -214,6 +214,16 @@ export class RoomService {
     return this.connections.has(user);
   }
 
+  /** Users with at least one open authenticated connection (for metrics). */
+  get usersOnline(): number {
+    return this.connections.size;
+  }
+
+  /** Outcomes waiting for the store (bounded by MAX_QUEUED_OUTCOMES; for metrics). */
+  get outcomesQueued(): number {
+    return this.queued;
+  }
+
   // ---- requests ---------------------------------------------------------------------------------
 
   /**

@@ -16,6 +16,7 @@ import type { Application, HttpScope, ReceiveEvent, SendEvent, State } from './a
 import { checkHeaders } from './http-messages.js';
 import { SERVER_LIMITS } from './limits.js';
 import { describeError, isEnabled, log } from './logger.js';
+import { serverMetrics } from './metrics.js';
 import { connectionScope, describeClient, type ScopeSettings } from './scope.js';
 import { CLOSE_TIMEOUT_MS, endSocket } from './sockets.js';
 
@@ -32,6 +33,7 @@ const enum Phase { START, BODY, DONE }
 export function handleHttpRequest(
   app: Application, request: IncomingMessage, response: ServerResponse, settings: HttpSettings, state: State, hasBody = true,
 ): void {
+  serverMetrics.httpRequests++;
   const scope: HttpScope = {
     type: 'http',
     asgi: { version: '3.0', spec_version: '2.3' },

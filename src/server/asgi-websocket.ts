@@ -26,6 +26,7 @@ import { checkHandshake } from './handshake.js';
 import { checkHeaders, isToken } from './http-messages.js';
 import { SERVER_LIMITS } from './limits.js';
 import { describeError, log } from './logger.js';
+import { serverMetrics } from './metrics.js';
 import { connectionScope, describeClient, type ScopeSettings } from './scope.js';
 import { WIRE_EVENTS, appTransition, misuseError, type AppTransition, type Phase, type WireEvent } from './websocket-phases.js';
 import { WebSocketTransport, refuseUpgrade, type TransportEvents, type TransportOptions } from './ws-transport.js';
@@ -199,6 +200,7 @@ export class WebSocketSession implements TransportEvents {
     } else {
       throw new TypeError("'websocket.send' needs exactly one of 'text' (a string) or 'bytes' (a Uint8Array)");
     }
+    serverMetrics.messagesSent++;
     return this.transport.backpressure();
   }
 
@@ -255,6 +257,7 @@ export class WebSocketSession implements TransportEvents {
   // ---- TransportEvents -------------------------------------------------------------------------
 
   onMessage(data: string | Buffer): void {
+    serverMetrics.messagesReceived++;
     this.deliver(typeof data === 'string' ? { type: 'websocket.receive', text: data } : { type: 'websocket.receive', bytes: data });
   }
 

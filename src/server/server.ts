@@ -16,6 +16,7 @@ import { isWebSocketRequest } from './handshake.js';
 import { plainResponse } from './http-messages.js';
 import { SERVER_LIMITS } from './limits.js';
 import { log } from './logger.js';
+import { serverMetrics } from './metrics.js';
 import type { ServerOptions } from './options.js';
 import { TrustedProxies } from './proxy-headers.js';
 import { CLOSE_TIMEOUT_MS, endSocket } from './sockets.js';
@@ -78,6 +79,8 @@ export async function serve(app: Application, options: ServerOptions, tls: TlsMa
     // Like the request head, the TLS handshake gets 20 s (node's default is 120 s).
     : createHttpsServer({ ...httpOptions, ...tls, handshakeTimeout: SERVER_LIMITS.tlsHandshakeTimeoutMs.value }, onRequest);
   server.maxConnections = options.limitConcurrency;
+  // node closes a connection over maxConnections at once, before any request: count it (metrics.ts).
+  server.on('drop', () => { serverMetrics.connectionsDropped++; });
 
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
     if (shuttingDown) {

@@ -36,6 +36,7 @@ import { acceptResponse } from './handshake.js';
 import { plainResponse, plainResponseHead } from './http-messages.js';
 import { SERVER_LIMITS } from './limits.js';
 import { log } from './logger.js';
+import { countRefusedHandshake, serverMetrics } from './metrics.js';
 import { endSocket } from './sockets.js';
 
 export interface TransportOptions extends ConnectionOptions {
@@ -120,6 +121,8 @@ export class WebSocketTransport implements ConnectionHandler {
   accept(key: string, subprotocol: string | null, headers: Headers): void {
     this.socket.write(acceptResponse(key, subprotocol, headers), 'latin1');
     this.connection.accept();
+    serverMetrics.websocketsAccepted++;
+    serverMetrics.websocketsOpen++; // until onClose
     // Small frames should leave at once, not wait for Nagle's algorithm to coalesce them.
     this.socket.setNoDelay(true);
     const early = this.early!;
@@ -130,6 +133,7 @@ export class WebSocketTransport implements ConnectionHandler {
 
   /** Refuses the handshake with a short plain-text response, then ends TCP. */
   refuse(status: number, message: string): void {
+    countRefusedHandshake(status);
     this.end(plainResponse(status, message));
   }
 
@@ -138,6 +142,7 @@ export class WebSocketTransport implements ConnectionHandler {
    * has validated the status and headers. Close-delimited: the socket ends after the last body.
    */
   respond(status: number, headers: Headers): void {
+    serverMetrics.refused.appResponse++;
     this.socket.write(plainResponseHead(status, headers), 'latin1');
   }
 
@@ -261,6 +266,7 @@ export class WebSocketTransport implements ConnectionHandler {
     const bytes = this.pendingBytes;
     this.pendingBytes = 0;
     if (this.socket.destroyed) return;
+    serverMetrics.bytesSent += bytes;
     if (frames.length === 1) this.socket.write(frames[0]!);
     else if (bytes <= MAX_JOINED_BYTES) this.socket.write(joined(frames, bytes));
     else {
@@ -302,6 +308,8 @@ export class WebSocketTransport implements ConnectionHandler {
     if (this.heartbeat) clearTimeout(this.heartbeat);
     if (this.closeTimer) clearTimeout(this.closeTimer);
     this.settleDrain(new Error('the WebSocket connection is closed'));
+    // The codec reaches CLOSED exactly once, accepted or not; `early` is null only once accept() ran.
+    if (this.early === null) serverMetrics.websocketsOpen--;
     this.events.onClose(code, reason);
   }
 
@@ -370,6 +378,7 @@ export class WebSocketTransport implements ConnectionHandler {
  * shutdown): a short plain-text response with `headers`, then the end of TCP.
  */
 export function refuseUpgrade(socket: Socket, status: number, message: string, headers: Headers | undefined, closeTimeoutMs: number): void {
+  countRefusedHandshake(status);
   endSocket(socket, closeTimeoutMs, plainResponse(status, message, headers));
 }
 
