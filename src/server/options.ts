@@ -20,6 +20,8 @@ export interface ServerOptions {
   wsPingInterval: number;
   /** Seconds a peer may stay silent after a ping; 0 disables the check. */
   wsPingTimeout: number;
+  /** Accept permessage-deflate (RFC 7692) offers; off by default (CPU and memory per connection). */
+  wsPerMessageDeflate: boolean;
   /** Seconds shutdown may take before open work is cut off. */
   timeoutGracefulShutdown: number;
   /** Seconds an idle keep-alive HTTP connection stays open; 0: closed after each response. */
@@ -48,6 +50,8 @@ Options:
   --ws-max-size BYTES                largest WebSocket message (default 1048576)
   --ws-ping-interval SECONDS         heartbeat ping interval, 0 disables (default 20)
   --ws-ping-timeout SECONDS          drop a peer silent this long after a ping, 0 disables (default 20)
+  --ws-per-message-deflate           accept WebSocket compression (permessage-deflate); off by
+                                     default: it costs CPU per message and memory per client
   --timeout-graceful-shutdown SECONDS  time allowed to finish open work on shutdown (default 10)
   --timeout-keep-alive SECONDS       idle keep-alive connection timeout, 0 closes each
                                      connection after its response (default 5)
@@ -77,6 +81,7 @@ export function parseOptions(argv: string[]): ServerOptions {
         'ws-max-size': { type: 'string' },
         'ws-ping-interval': { type: 'string' },
         'ws-ping-timeout': { type: 'string' },
+        'ws-per-message-deflate': { type: 'boolean' },
         'timeout-graceful-shutdown': { type: 'string' },
         'timeout-keep-alive': { type: 'string' },
         'limit-concurrency': { type: 'string' },
@@ -124,6 +129,7 @@ export function parseOptions(argv: string[]): ServerOptions {
     wsMaxSize: integer('ws-max-size', text('ws-max-size', '1048576'), 1, 2 ** 31 - 1),
     wsPingInterval: seconds('ws-ping-interval', text('ws-ping-interval', '20')),
     wsPingTimeout: seconds('ws-ping-timeout', text('ws-ping-timeout', '20')),
+    wsPerMessageDeflate: values['ws-per-message-deflate'] === true,
     timeoutGracefulShutdown: seconds('timeout-graceful-shutdown', text('timeout-graceful-shutdown', '10')),
     timeoutKeepAlive: seconds('timeout-keep-alive', text('timeout-keep-alive', '5')),
     limitConcurrency: integer('limit-concurrency', text('limit-concurrency', '10000'), 1, 10_000_000),
