@@ -82,7 +82,10 @@ export class WebSocketConnection implements FrameParserOptions {
   private messageCompressed = false;
   private messageSize = 0;
   private fragments: Buffer[] = [];
-  /** Created for the first text that needs it (fragmented, or arriving in parts) only. */
+  /**
+   * Created for the first text that needs it (fragmented, or arriving in parts) only: most
+   * connections never do, and memory per connection counts. Reset when a new text message starts.
+   */
   private utf8: Utf8Validator | null = null;
   /** The frame being received is uncompressed text: its parts are validated as they arrive. */
   private frameIsPlainText = false;
@@ -199,13 +202,14 @@ export class WebSocketConnection implements FrameParserOptions {
     // §8.1, fail fast: the text of an uncompressed text message is validated as it arrives.
     this.frameIsPlainText = !compressed && (opcode === Opcode.TEXT || (continuation && this.messageOpcode === Opcode.TEXT));
     this.frameValidated = 0;
-    if (this.frameIsPlainText && !continuation) (this.utf8 ??= new Utf8Validator()).reset();
+    // A new text message starts from a clean validator (created on first use: see below).
+    if (this.frameIsPlainText && !continuation) this.utf8?.reset();
   }
 
   /** Part of a large frame's payload, as it arrives: validate text now, keep the rest for onFrame. */
   onPayloadPart(part: Buffer): void {
     if (!this.frameIsPlainText) return;
-    if (!this.utf8!.update(part)) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'text message is not valid UTF-8');
+    if (!(this.utf8 ??= new Utf8Validator()).update(part)) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'text message is not valid UTF-8');
     this.frameValidated += part.length;
   }
 
@@ -261,7 +265,7 @@ export class WebSocketConnection implements FrameParserOptions {
     // §8.1, fail fast: validate each fragment as it arrives, not the whole message at its end
     // (minus what was validated part by part already). Compressed text is validated once inflated.
     if (isText && !compressed) {
-      if (!this.utf8!.update(frame.payload.subarray(validated))) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'text message is not valid UTF-8');
+      if (!(this.utf8 ??= new Utf8Validator()).update(frame.payload.subarray(validated))) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'text message is not valid UTF-8');
       if (frame.fin && !this.utf8!.atBoundary) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'text message ends inside a UTF-8 sequence');
     }
     if (!frame.fin) {
