@@ -13,7 +13,7 @@ import { httpOnce, waitForOutput } from './helpers/raw-ws.js';
 /** No test may hang the run: each fails after this long, saying it timed out. */
 const TIMEOUT = { timeout: 20_000 };
 
-const FLAGS = ['--host', '--port', '--app', '--workers', '--root-path', '--log-level', '--lifespan', '--ws-max-size', '--ws-ping-interval', '--ws-ping-timeout', '--timeout-graceful-shutdown', '--timeout-keep-alive', '--limit-concurrency', '--help', '--version'];
+const FLAGS = ['--host', '--port', '--app', '--workers', '--root-path', '--log-level', '--lifespan', '--ws-max-size', '--ws-ping-interval', '--ws-ping-timeout', '--ws-per-message-deflate', '--timeout-graceful-shutdown', '--timeout-keep-alive', '--limit-concurrency', '--help', '--version'];
 const VERSION = (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 const get = (target: string, extra = '') => `GET ${target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n${extra}\r\n`;

@@ -8,7 +8,10 @@
 // not later (fail fast), and nothing it is fed afterwards may change the outcome.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConnectionState, WebSocketConnection, truncateReason, type ConnectionOptions } from '../src/server/connection.js';
+import { ConnectionState, WebSocketConnection, maxCompressedSize, truncateReason, type ConnectionOptions } from '../src/server/connection.js';
+import { PerMessageDeflate, compressPayload } from '../src/server/deflate-codec.js';
+import type { DeflateParameters } from '../src/server/permessage-deflate.js';
+import { deflateRawSync, constants as zlibConstants } from 'node:zlib';
 import { FrameParser, Opcode, encodeClosePayload, encodeFrame, encodeMaskedFrame, encodeTextFrame, type Frame } from '../src/server/frames.js';
 import { ErrorCodes, type ErrorCode } from '../src/server/errors.js';
 import { hex, pattern } from './helpers/bytes.js';
@@ -23,6 +26,29 @@ const cont = (payload: string | Buffer, fin = true): Buffer => encodeMaskedFrame
 const ping = (payload: string | Buffer = ''): Buffer => encodeMaskedFrame(Opcode.PING, bytesOf(payload));
 const pong = (payload: string | Buffer = ''): Buffer => encodeMaskedFrame(Opcode.PONG, bytesOf(payload));
 const close = (payloadHex: string): Buffer => encodeMaskedFrame(Opcode.CLOSE, hex(payloadHex));
+/** A client frame with RSV1 set: "Per-Message Compressed" (RFC 7692 §6). */
+const withRsv1 = (frame: Buffer): Buffer => { frame[0] = frame[0]! | 0x40; return frame; };
+/** A compressed text/binary message's first frame: RSV1 and the compressed payload, given as hex. */
+const ztext = (payloadHex: string, fin = true): Buffer => withRsv1(encodeMaskedFrame(Opcode.TEXT, hex(payloadHex), fin));
+const zbinary = (payload: Buffer, fin = true): Buffer => withRsv1(encodeMaskedFrame(Opcode.BINARY, payload, fin));
+/** What a client compressing on its own sends for `data` (RFC 7692 §7.2.1). */
+const deflated = (data: Buffer | string): Buffer => compressPayload(typeof data === 'string' ? Buffer.from(data) : data, 15);
+/**
+ * Two messages of 700 bytes, then one copying the end of each: with a 1024-byte window, the third
+ * refers back into both, so only the last 1024 bytes of what came before inflate it.
+ */
+function windowMessages(): [Buffer, Buffer, Buffer] {
+  const m1 = incompressible(700);
+  const m2 = incompressible(1400).subarray(700);
+  return [m1, m2, Buffer.concat([m1.subarray(-50), m2.subarray(-200)])];
+}
+/** Bytes that do not compress: deflate stores them, adding a few bytes (deterministic, for fixtures). */
+function incompressible(n: number): Buffer {
+  const out = Buffer.alloc(n);
+  let x = 0x12345678;
+  for (let i = 0; i < n; i++) { x = (x * 1103515245 + 12345) >>> 0; out[i] = x >>> 24; }
+  return out;
+}
 
 /** What the handler saw, in a form deepEqual compares well. */
 type Message = { text: string } | { binary: string };
@@ -42,7 +68,10 @@ interface Recorder {
 
 const DEFAULTS: ConnectionOptions = { maxMessageSize: 1024, maxFragments: 4 };
 
-function connect(options: Partial<ConnectionOptions> = {}, accept = true): { conn: WebSocketConnection; rec: Recorder } {
+/** Parameters as negotiated for a default offer (`permessage-deflate`), to be overridden per case. */
+const NEGOTIATED: DeflateParameters = { serverMaxWindowBits: 15, clientMaxWindowBits: 15, clientNoContextTakeover: false };
+
+function connect(options: Partial<ConnectionOptions> = {}, accept = true, deflate?: Partial<DeflateParameters>): { conn: WebSocketConnection; rec: Recorder } {
   const rec: Recorder = { writes: [], messages: [], closes: [], errors: [], ends: 0, pongs: [], activity: 0, log: [] };
   const conn = new WebSocketConnection({
     onWrite: (bytes) => { rec.writes.push(bytes); rec.log.push('write'); },
@@ -55,7 +84,7 @@ function connect(options: Partial<ConnectionOptions> = {}, accept = true): { con
     onProtocolError: (error) => { rec.errors.push([error.code, error.closeCode, error.message]); rec.log.push('error'); },
     onClose: (code, reason) => { rec.closes.push([code, reason]); rec.log.push('close'); },
     onEndTransport: () => { rec.ends++; rec.log.push('end'); },
-  }, { ...DEFAULTS, ...options });
+  }, { ...DEFAULTS, ...options }, deflate === undefined ? null : new PerMessageDeflate({ parameters: { ...NEGOTIATED, ...deflate }, response: '' }));
   if (accept) conn.accept();
   return { conn, rec };
 }
@@ -114,6 +143,8 @@ interface OkCase {
   written?: string;
   pongs?: string[];
   options?: Partial<ConnectionOptions>;
+  /** permessage-deflate negotiated, with these parameters (over NEGOTIATED). */
+  deflate?: Partial<DeflateParameters>;
 }
 
 const okCases: OkCase[] = [
@@ -203,6 +234,78 @@ const okCases: OkCase[] = [
     chunks: () => [binary(pattern(1000)), binary(pattern(1000))],
     messages: [{ binary: pattern(1000).toString('hex') }, { binary: pattern(1000).toString('hex') }],
   },
+
+  // permessage-deflate (RFC 7692): the §7.2.3 examples as client frames, inflated for the handler.
+  { name: 'deflate: "Hello" compressed (§7.2.3.1)', deflate: {}, chunks: () => [ztext('f2 48 cd c9 c9 07 00')], messages: [{ text: 'Hello' }] },
+  {
+    name: 'deflate: "Hello" compressed, in two fragments, RSV1 on the first only (§7.2.3.1)',
+    deflate: {},
+    chunks: () => [ztext('f2 48 cd', false), cont(hex('c9 c9 07 00'))],
+    messages: [{ text: 'Hello' }],
+  },
+  {
+    name: 'deflate: context takeover, the second "Hello" refers back into the first (§7.2.3.2)',
+    deflate: {},
+    chunks: () => [ztext('f2 48 cd c9 c9 07 00'), ztext('f2 00 11 00 00')],
+    messages: [{ text: 'Hello' }, { text: 'Hello' }],
+  },
+  { name: 'deflate: a block with no compression (§7.2.3.3)', deflate: {}, chunks: () => [ztext('00 05 00 fa ff 48 65 6c 6c 6f 00')], messages: [{ text: 'Hello' }] },
+  { name: 'deflate: a block with BFINAL set (§7.2.3.4)', deflate: {}, chunks: () => [ztext('f3 48 cd c9 c9 07 00 00')], messages: [{ text: 'Hello' }] },
+  {
+    name: 'deflate: a BFINAL block, then a message on a fresh stream',
+    deflate: {},
+    chunks: () => [ztext('f3 48 cd c9 c9 07 00 00'), ztext('f2 48 cd c9 c9 07 00')],
+    messages: [{ text: 'Hello' }, { text: 'Hello' }],
+  },
+  { name: 'deflate: two DEFLATE blocks in one message (§7.2.3.5)', deflate: {}, chunks: () => [ztext('f2 48 05 00 00 00 ff ff ca c9 c9 07 00')], messages: [{ text: 'Hello' }] },
+  { name: 'deflate: an empty compressed message (§7.2.3.6)', deflate: {}, chunks: () => [ztext('00')], messages: [{ text: '' }] },
+  { name: 'deflate: an empty payload with RSV1 is an empty message', deflate: {}, chunks: () => [ztext('')], messages: [{ text: '' }] },
+  { name: 'deflate: uncompressed messages still arrive as they are', deflate: {}, chunks: () => [text('plain'), binary(hex('ff'))], messages: [{ text: 'plain' }, { binary: 'ff' }] },
+  {
+    name: 'deflate: compressed binary, and a ping answered between its fragments',
+    deflate: {},
+    chunks: () => { const z = deflated(pattern(300)); return [zbinary(z.subarray(0, 10), false), ping('p'), cont(z.subarray(10))]; },
+    messages: [{ binary: pattern(300).toString('hex') }],
+    written: '8a 01 70',
+  },
+  {
+    name: 'deflate: multi-byte text, compressed, split inside a character',
+    deflate: {},
+    chunks: () => { const z = deflated('é€😀'.repeat(50)); return [withRsv1(text(z.subarray(0, 7), false)), cont(z.subarray(7, 20), false), cont(z.subarray(20))]; },
+    messages: [{ text: 'é€😀'.repeat(50) }],
+  },
+  {
+    name: 'deflate: a message inflating to exactly maxMessageSize',
+    deflate: {},
+    chunks: () => [zbinary(deflated(pattern(1024)))],
+    messages: [{ binary: pattern(1024).toString('hex') }],
+  },
+  {
+    name: 'deflate: incompressible data at maxMessageSize, whose wire size exceeds it a little',
+    deflate: {},
+    chunks: () => {
+      const z = deflated(incompressible(1024));
+      assert.ok(z.length > 1024 && z.length <= maxCompressedSize(1024), `compressed size ${z.length}`);
+      return [zbinary(z)];
+    },
+    messages: [{ binary: incompressible(1024).toString('hex') }],
+  },
+  {
+    name: 'deflate: context takeover with a 1024-byte window (client_max_window_bits=10) slides over the messages',
+    deflate: { clientMaxWindowBits: 10 },
+    chunks: () => {
+      // A client keeping its window compresses each message against the last 1024 bytes it sent
+      // (the same bytes as compressing with them as a preset dictionary). The third message
+      // copies bytes from both earlier ones, so a window kept wrongly cannot inflate it.
+      const [m1, m2, m3] = windowMessages();
+      const compress = (data: Buffer, window: Buffer) =>
+        deflateRawSync(data, { windowBits: 10, finishFlush: zlibConstants.Z_SYNC_FLUSH, dictionary: window }).subarray(0, -4);
+      const window3 = Buffer.concat([m1, m2]).subarray(-1024);
+      assert.ok(compress(m3, window3).length < 40, 'the third message is mostly copies from the window');
+      return [zbinary(deflated(m1)), zbinary(compress(m2, m1)), zbinary(compress(m3, window3))];
+    },
+    messages: windowMessages().map((m) => ({ binary: m.toString('hex') })),
+  },
 ];
 
 for (const c of okCases) {
@@ -217,20 +320,20 @@ for (const c of okCases) {
   };
 
   test(`ok: ${c.name} (frame by frame)`, () => {
-    const { conn, rec } = connect(c.options);
+    const { conn, rec } = connect(c.options, true, c.deflate);
     feed(conn, c.chunks());
     check(rec, conn);
     assert.equal(rec.activity, c.chunks().length, 'onActivity once per frame');
   });
 
   test(`ok: ${c.name} (one chunk)`, () => {
-    const { conn, rec } = connect(c.options);
+    const { conn, rec } = connect(c.options, true, c.deflate);
     feed(conn, [Buffer.concat(c.chunks())]);
     check(rec, conn);
   });
 
   test(`ok: ${c.name} (byte by byte)`, () => {
-    const { conn, rec } = connect(c.options);
+    const { conn, rec } = connect(c.options, true, c.deflate);
     const all = Buffer.concat(c.chunks());
     for (let i = 0; i < all.length; i++) conn.receiveData(Buffer.from(all.subarray(i, i + 1)));
     check(rec, conn);
@@ -313,6 +416,8 @@ interface FailCase {
   /** What the reported reason must mention (to tell apart errors sharing a close code). */
   reason?: RegExp;
   options?: Partial<ConnectionOptions>;
+  /** permessage-deflate negotiated, with these parameters (over NEGOTIATED). */
+  deflate?: Partial<DeflateParameters>;
 }
 
 const failCases: FailCase[] = [
@@ -423,6 +528,115 @@ const failCases: FailCase[] = [
     options: { maxFragments: 2 },
   },
 
+  // UTF-8 inside a large frame: checked as its bytes arrive, not once it is complete (§8.1).
+  {
+    name: 'invalid UTF-8 in the first bytes of a large text frame fails before the rest arrives',
+    chunks: () => {
+      const frame = text(Buffer.concat([hex('41 ff'), Buffer.alloc(1000, 0x61)]));
+      return [frame.subarray(0, 20), frame.subarray(20)];
+    },
+    failsAt: 0, error: 'WS_ERR_INVALID_UTF8',
+    code: 1007,
+  },
+  {
+    name: 'a surrogate split across two chunks of one frame fails at its second chunk',
+    chunks: () => {
+      const frame = text(Buffer.concat([Buffer.alloc(100, 0x61), hex('ed a0 80'), Buffer.alloc(100, 0x61)]));
+      // A 203-byte payload: a 4-byte header and the masking key come first.
+      return [frame.subarray(0, 8 + 101), frame.subarray(8 + 101, 8 + 103), frame.subarray(8 + 103)];
+    },
+    failsAt: 1, error: 'WS_ERR_INVALID_UTF8',
+    code: 1007,
+  },
+  {
+    name: 'invalid UTF-8 in a large continuation of a text message fails with its first chunk',
+    chunks: () => {
+      const last = cont(Buffer.concat([hex('c0 af'), Buffer.alloc(500, 0x61)]));
+      return [text('ok', false), last.subarray(0, 12), last.subarray(12)];
+    },
+    failsAt: 1, error: 'WS_ERR_INVALID_UTF8',
+    code: 1007,
+  },
+
+  // permessage-deflate (RFC 7692).
+  { name: 'deflate: RSV1 without permessage-deflate negotiated', chunks: () => [ztext('f2 48 cd c9 c9 07 00')], failsAt: 0, error: 'WS_ERR_RSV_BITS_SET', code: 1002 },
+  { name: 'deflate: RSV1 on a ping (§6.1)', deflate: {}, chunks: () => [withRsv1(ping('p'))], failsAt: 0, error: 'WS_ERR_RSV1_ON_CONTROL_FRAME', code: 1002 },
+  { name: 'deflate: RSV1 on a close (§6.1)', deflate: {}, chunks: () => [withRsv1(close('03e8'))], failsAt: 0, error: 'WS_ERR_RSV1_ON_CONTROL_FRAME', code: 1002 },
+  {
+    name: 'deflate: RSV1 on a continuation (§6.1)',
+    deflate: {},
+    chunks: () => [ztext('f2 48 cd', false), withRsv1(cont(hex('c9 c9 07 00')))],
+    failsAt: 1, error: 'WS_ERR_RSV1_ON_CONTINUATION',
+    code: 1002,
+  },
+  { name: 'deflate: RSV2 is still reserved', deflate: {}, chunks: () => [hex('a1 80 00000000')], failsAt: 0, error: 'WS_ERR_RSV_BITS_SET', code: 1002 },
+  { name: 'deflate: data that is not DEFLATE', deflate: {}, chunks: () => [ztext('ff ff ff ff')], failsAt: 0, error: 'WS_ERR_INVALID_COMPRESSED_DATA', code: 1007, reason: /invalid block type/ },
+  {
+    name: 'deflate: invalid data in the last fragment fails when the message completes',
+    deflate: {},
+    chunks: () => [zbinary(hex('ff'), false), cont(hex('ff ff'), false), cont(hex('ff'))],
+    failsAt: 2, error: 'WS_ERR_INVALID_COMPRESSED_DATA',
+    code: 1007,
+  },
+  {
+    name: 'deflate: a back-reference with no window before it (a first message cannot refer back)',
+    deflate: {},
+    chunks: () => [ztext('f2 00 11 00 00')],
+    failsAt: 0, error: 'WS_ERR_INVALID_COMPRESSED_DATA',
+    code: 1007, reason: /too far back/,
+  },
+  {
+    name: 'deflate: client_no_context_takeover: nothing is kept, a reference to the previous message fails',
+    deflate: { clientNoContextTakeover: true },
+    chunks: () => [ztext('f2 48 cd c9 c9 07 00'), ztext('f2 00 11 00 00')],
+    failsAt: 1, error: 'WS_ERR_INVALID_COMPRESSED_DATA',
+    code: 1007,
+    messages: [{ text: 'Hello' }],
+  },
+  {
+    name: 'deflate: compressed text that inflates to invalid UTF-8',
+    deflate: {},
+    chunks: () => [withRsv1(text(deflated(hex('41 ff 42'))))],
+    failsAt: 0, error: 'WS_ERR_INVALID_UTF8',
+    code: 1007,
+  },
+  {
+    name: 'deflate: compressed text ending inside a character',
+    deflate: {},
+    chunks: () => [withRsv1(text(deflated(hex('41 e2 82'))))],
+    failsAt: 0, error: 'WS_ERR_INVALID_UTF8',
+    code: 1007,
+  },
+  {
+    name: 'deflate: a bomb (20 MiB of one byte, 20 KB compressed) fails with 1009 at the limit',
+    deflate: {},
+    chunks: () => [zbinary(deflated(Buffer.alloc(20 * 1024 * 1024, 0x61)))],
+    failsAt: 0, error: 'WS_ERR_MESSAGE_TOO_BIG',
+    code: 1009, reason: /inflates to more than the 65536-byte limit/,
+    options: { maxMessageSize: 65536 },
+  },
+  {
+    name: 'deflate: one byte more than maxMessageSize, inflated',
+    deflate: {},
+    chunks: () => [zbinary(deflated(pattern(1025)))],
+    failsAt: 0, error: 'WS_ERR_MESSAGE_TOO_BIG',
+    code: 1009,
+  },
+  {
+    name: 'deflate: a compressed message whose wire size passes the bound fails on its header alone',
+    deflate: {},
+    chunks: () => [withRsv1(hex(`82 fe ${(maxCompressedSize(1024) + 1).toString(16).padStart(4, '0')}`))],
+    failsAt: 0, error: 'WS_ERR_MESSAGE_TOO_BIG',
+    code: 1009,
+  },
+  {
+    name: 'deflate: compressed fragments whose wire size passes the bound',
+    deflate: {},
+    chunks: () => [withRsv1(binary(Buffer.alloc(1000), false)), cont(Buffer.alloc(maxCompressedSize(1024) - 1000 + 1))],
+    failsAt: 1, error: 'WS_ERR_MESSAGE_TOO_BIG',
+    code: 1009,
+  },
+
   // Close frames (§5.5.1, §7.4).
   { name: 'close with a 1-byte payload', chunks: () => [close('03')], failsAt: 0, error: 'WS_ERR_INVALID_CLOSE_PAYLOAD', code: 1002 },
   { name: 'close reason that is not UTF-8', chunks: () => [close('03e8 ff')], failsAt: 0, error: 'WS_ERR_INVALID_UTF8', code: 1007 },
@@ -438,7 +652,7 @@ const failCases: FailCase[] = [
 
 for (const c of failCases) {
   test(`fail: ${c.name} → ${c.error}, ${c.code}`, () => {
-    const { conn, rec } = connect(c.options);
+    const { conn, rec } = connect(c.options, true, c.deflate);
     const chunks = c.chunks();
     feed(conn, chunks.slice(0, c.failsAt));
     assert.deepEqual(rec.closes, [], 'failed too early');
@@ -459,7 +673,7 @@ for (const c of failCases) {
   });
 
   test(`fail: ${c.name} → ${c.error}, ${c.code} (everything in one chunk)`, () => {
-    const { conn, rec } = connect(c.options);
+    const { conn, rec } = connect(c.options, true, c.deflate);
     feed(conn, [Buffer.concat([...c.chunks(), text('after')])]);
     assertFailed(conn, rec, c.code);
     assertReported(rec, c.error, c.code);

@@ -621,3 +621,151 @@ test('unmask: round trip of 1000 bytes with an all-zero and an all-ones key', ()
   unmask(ones, hex('ffffffff'));
   assert.ok(ones.equals(original));
 });
+
+// ---------------------------------------------------------------------------------------------
+// RSV1 with permessage-deflate negotiated (RFC 7692 §6): allowed on a data message's first frame
+// only, reported in the header and the frame; RSV2 and RSV3 stay reserved.
+
+/** Parses `bytes` with RSV1 allowed, recording the rsv1 each header and frame reported. */
+function parseRsv1(bytes: Buffer, cuts: number[] = []): { headers: boolean[]; frames: (Parsed & { rsv1: boolean })[] } {
+  const input = Buffer.from(bytes);
+  const headers: boolean[] = [];
+  const frames: (Parsed & { rsv1: boolean })[] = [];
+  const parser = new FrameParser({
+    expectMasked: true,
+    rsv1Allowed: true,
+    onHeader: (_fin, _opcode, _length, rsv1) => { headers.push(rsv1); },
+    onFrame: (f) => frames.push({ fin: f.fin, rsv1: f.rsv1, opcode: f.opcode, payload: f.payload.toString('hex') }),
+  });
+  let start = 0;
+  for (const cut of [...cuts, input.length]) {
+    parser.push(input.subarray(start, cut));
+    start = cut;
+  }
+  return { headers, frames };
+}
+
+test('RSV1 allowed: the §7.2.3.1 compressed "Hello" frame (masked) is reported with rsv1 set', () => {
+  // c1: FIN, RSV1, text; 87: masked, 7 bytes; the payload masked with a zero key stays as it is.
+  const frame = hex('c1 87 00000000 f248cdc9c90700');
+  for (const cuts of [[], byteByByte(frame.length)]) {
+    assert.deepEqual(parseRsv1(frame, cuts), {
+      headers: [true],
+      frames: [{ fin: true, rsv1: true, opcode: Opcode.TEXT, payload: 'f248cdc9c90700' }],
+    });
+  }
+});
+
+test('RSV1 allowed: the first fragment carries it, the continuation does not, an uncompressed frame neither', () => {
+  const bytes = hex('41 83 00000000 f248cd  80 84 00000000 c9c90700  82 81 00000000 ff');
+  assert.deepEqual(parseRsv1(bytes), {
+    headers: [true, false, false],
+    frames: [
+      { fin: false, rsv1: true, opcode: Opcode.TEXT, payload: 'f248cd' },
+      { fin: true, rsv1: false, opcode: Opcode.CONTINUATION, payload: 'c9c90700' },
+      { fin: true, rsv1: false, opcode: Opcode.BINARY, payload: 'ff' },
+    ],
+  });
+});
+
+const rsv1ErrorCases: { name: string; hex: string; code: ErrorCode }[] = [
+  { name: 'RSV1 on a ping', hex: 'c9 80 00000000', code: 'WS_ERR_RSV1_ON_CONTROL_FRAME' },
+  { name: 'RSV1 on a pong', hex: 'ca 80 00000000', code: 'WS_ERR_RSV1_ON_CONTROL_FRAME' },
+  { name: 'RSV1 on a close', hex: 'c8 80 00000000', code: 'WS_ERR_RSV1_ON_CONTROL_FRAME' },
+  { name: 'RSV1 on a continuation', hex: 'c0 80 00000000', code: 'WS_ERR_RSV1_ON_CONTINUATION' },
+  { name: 'RSV2 on a text frame', hex: 'a1 80 00000000', code: 'WS_ERR_RSV_BITS_SET' },
+  { name: 'RSV3 on a text frame', hex: '91 80 00000000', code: 'WS_ERR_RSV_BITS_SET' },
+  { name: 'RSV1 and RSV2 together', hex: 'e1 80 00000000', code: 'WS_ERR_RSV_BITS_SET' },
+];
+
+for (const c of rsv1ErrorCases) {
+  test(`RSV1 allowed, error: ${c.name} → ${c.code}`, () => {
+    assertProtocolError(() => parseRsv1(hex(c.hex)), c.code);
+  });
+}
+
+test('RSV1 not allowed (no extension negotiated): reported as a reserved bit, not as compression', () => {
+  assertProtocolError(() => parse(hex('c1 80 00000000'), true), 'WS_ERR_RSV_BITS_SET');
+  assertProtocolError(() => parse(hex('c9 80 00000000'), true), 'WS_ERR_RSV_BITS_SET');
+});
+
+// ---------------------------------------------------------------------------------------------
+// onPayloadPart: a data frame's payload shown, unmasked, as it arrives.
+
+/** Feeds `frame` cut at `cuts`, recording each part shown (hex) and the frames delivered. */
+function parseParts(frame: Buffer, cuts: number[]): { parts: string[]; frames: Parsed[] } {
+  const input = Buffer.from(frame);
+  const parts: string[] = [];
+  const frames: Parsed[] = [];
+  const parser = new FrameParser({
+    expectMasked: true,
+    onPayloadPart: (part) => parts.push(part.toString('hex')),
+    onFrame: (f) => frames.push({ fin: f.fin, opcode: f.opcode, payload: f.payload.toString('hex') }),
+  });
+  let start = 0;
+  for (const cut of [...cuts, input.length]) {
+    parser.push(input.subarray(start, cut));
+    start = cut;
+  }
+  return { parts, frames };
+}
+
+test('onPayloadPart: a 300-byte masked frame cut at every point shows, in order, the unmasked bytes before the cut', () => {
+  const payload = pattern(300);
+  const frame = encodeMaskedFrame(Opcode.BINARY, payload);
+  const headerSize = 2 + 2 + 4;
+  for (let cut = 1; cut < frame.length; cut++) {
+    const { parts, frames } = parseParts(frame, [cut]);
+    const shown = Math.max(0, cut - headerSize);
+    assert.deepEqual(parts, shown === 0 ? [] : [payload.subarray(0, shown).toString('hex')], `cut at ${cut}`);
+    assert.deepEqual(frames, [{ fin: true, opcode: Opcode.BINARY, payload: payload.toString('hex') }], `cut at ${cut}`);
+  }
+});
+
+test('onPayloadPart: byte by byte, every byte but the last is shown once, unmasked, at every key offset', () => {
+  const payload = pattern(13);
+  const frame = encodeMaskedFrame(Opcode.TEXT, payload);
+  const { parts, frames } = parseParts(frame, byteByByte(frame.length));
+  assert.equal(parts.join(''), payload.subarray(0, 12).toString('hex'));
+  assert.equal(parts.length, 12);
+  assert.deepEqual(frames, [{ fin: true, opcode: Opcode.TEXT, payload: payload.toString('hex') }]);
+});
+
+test('onPayloadPart: chunks of odd sizes across a large frame, and the next frame in the last chunk', () => {
+  const payload = pattern(5000);
+  const bytes = Buffer.concat([encodeMaskedFrame(Opcode.BINARY, payload, false), encodeMaskedFrame(Opcode.CONTINUATION, hex('abcd'))]);
+  const cuts = [3, 9, 10, 1001, 1002, 2999, 4000];
+  const { parts, frames } = parseParts(bytes, cuts);
+  assert.equal(parts.join(''), payload.subarray(0, 4000 - 8).toString('hex'), 'each part once, in order, unmasked');
+  assert.deepEqual(frames, [
+    { fin: false, opcode: Opcode.BINARY, payload: payload.toString('hex') },
+    { fin: true, opcode: Opcode.CONTINUATION, payload: 'abcd' },
+  ]);
+});
+
+test('onPayloadPart: not called for a frame that completes in the chunk, nor for control frames', () => {
+  const { parts } = parseParts(Buffer.concat([encodeMaskedFrame(Opcode.TEXT, pattern(200)), encodeMaskedFrame(Opcode.PING, pattern(100))]), [208 + 6 + 50]);
+  assert.deepEqual(parts, []);
+});
+
+test('onPayloadPart: an unmasked (server) frame is shown as it is', () => {
+  const payload = pattern(200);
+  const input = encodeFrame(Opcode.BINARY, payload);
+  const parts: string[] = [];
+  const parser = new FrameParser({ expectMasked: false, onPayloadPart: (part) => parts.push(part.toString('hex')), onFrame: () => {} });
+  parser.push(Buffer.from(input.subarray(0, 100)));
+  assert.deepEqual(parts, [payload.subarray(0, 96).toString('hex')]);
+});
+
+test('onPayloadPart: an error thrown from it halts the parser, like any other', () => {
+  const frames: Frame[] = [];
+  const parser = new FrameParser({
+    expectMasked: true,
+    onPayloadPart: () => { throw new ProtocolError('WS_ERR_INVALID_UTF8', 'bad'); },
+    onFrame: (f) => frames.push(f),
+  });
+  const frame = encodeMaskedFrame(Opcode.TEXT, pattern(300));
+  assertProtocolError(() => parser.push(Buffer.from(frame.subarray(0, 50))), 'WS_ERR_INVALID_UTF8', 1007);
+  parser.push(Buffer.from(frame.subarray(50)));
+  assert.deepEqual(frames, []);
+});

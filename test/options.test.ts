@@ -16,6 +16,7 @@ const DEFAULTS: ServerOptions = {
   wsMaxSize: 1048576,
   wsPingInterval: 20,
   wsPingTimeout: 20,
+  wsPerMessageDeflate: false,
   timeoutGracefulShutdown: 10,
   timeoutKeepAlive: 5,
   limitConcurrency: 10000,
@@ -55,7 +56,7 @@ describe('every flag', () => {
     const argv = [
       '--host', '0.0.0.0', '--port', '9000', '--app', 'examples/echo.mjs', '--workers', '4',
       '--root-path', '/chat', '--log-level', 'debug', '--lifespan', 'on', '--ws-max-size', '65536',
-      '--ws-ping-interval', '2.5', '--ws-ping-timeout', '0', '--timeout-graceful-shutdown', '30',
+      '--ws-ping-interval', '2.5', '--ws-ping-timeout', '0', '--ws-per-message-deflate', '--timeout-graceful-shutdown', '30',
       '--timeout-keep-alive', '0.25', '--limit-concurrency', '50', '--help', '--version',
       '--ssl-keyfile', 'k.pem', '--ssl-certfile', 'c.pem', '--ssl-keyfile-password', 'pw', '--ssl-ca-certs', 'ca.pem',
       '--proxy-headers', '--forwarded-allow-ips', '10.0.0.1, 10.1.0.0/16,::1',
@@ -71,6 +72,7 @@ describe('every flag', () => {
       wsMaxSize: 65536,
       wsPingInterval: 2.5,
       wsPingTimeout: 0,
+      wsPerMessageDeflate: true,
       timeoutGracefulShutdown: 30,
       timeoutKeepAlive: 0.25,
       limitConcurrency: 50,
@@ -94,7 +96,7 @@ describe('every flag', () => {
   });
 
   test('every flag parseOptions knows is in the usage', () => {
-    for (const flag of ['--host', '--port', '--app', '--workers', '--root-path', '--log-level', '--lifespan', '--ws-max-size', '--ws-ping-interval', '--ws-ping-timeout', '--timeout-graceful-shutdown', '--timeout-keep-alive', '--limit-concurrency', '--ssl-certfile', '--ssl-keyfile', '--ssl-keyfile-password', '--ssl-ca-certs', '--proxy-headers', '--forwarded-allow-ips', '--help', '--version']) {
+    for (const flag of ['--host', '--port', '--app', '--workers', '--root-path', '--log-level', '--lifespan', '--ws-max-size', '--ws-ping-interval', '--ws-ping-timeout', '--ws-per-message-deflate', '--timeout-graceful-shutdown', '--timeout-keep-alive', '--limit-concurrency', '--ssl-certfile', '--ssl-keyfile', '--ssl-keyfile-password', '--ssl-ca-certs', '--proxy-headers', '--forwarded-allow-ips', '--help', '--version']) {
       assert.match(USAGE, new RegExp(`^  ${flag}\\b`, 'm'), `the usage has a line for ${flag}`);
     }
   });
@@ -138,6 +140,14 @@ describe('proxy flags', () => {
     rejects(['--proxy-headers', '--forwarded-allow-ips', '10.0.0/8'], not('10.0.0/8'));
     rejects(['--proxy-headers', '--forwarded-allow-ips', ' , '], '--forwarded-allow-ips: no address, network or "*" in " , "');
     rejects(['--proxy-headers', '--forwarded-allow-ips='], '--forwarded-allow-ips needs a value');
+  });
+});
+
+describe('--ws-per-message-deflate', () => {
+  test('a switch: on when given, and it takes no value', () => {
+    assert.equal(parseOptions(['--ws-per-message-deflate']).wsPerMessageDeflate, true);
+    assert.equal(parseOptions([]).wsPerMessageDeflate, false);
+    rejects(['--ws-per-message-deflate=yes'], "Option '--ws-per-message-deflate' does not take an argument");
   });
 });
 

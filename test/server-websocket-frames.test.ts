@@ -333,6 +333,31 @@ describe('invalid UTF-8: 1007 (RFC 6455 §8.1)', () => {
     await expectFailure('close-reason', 1007, (ws) => ws.send(Op.CLOSE, Buffer.concat([closePayload(1000), Buffer.from([0xff, 0xfe])])), true);
   });
 
+  test('invalid bytes at the start of a large text frame close with 1007 before the rest of it is sent', TIMEOUT, async () => {
+    // A 90,000-byte frame (under the limit) whose first payload bytes are not UTF-8: only its
+    // header and first 64 bytes are sent, and the server must not wait for the other 89,936.
+    const frame = encodeFrame(Op.TEXT, Buffer.concat([Buffer.from([0x61, 0xff]), Buffer.alloc(89_998, 0x61)]));
+    const headerSize = 2 + 8 + 4; // 64-bit length and the masking key
+    await expectFailure('utf8-early', 1007, (ws) => ws.sendRaw(frame.subarray(0, headerSize + 64)));
+  });
+
+  test('a large text frame arriving in pieces, a character split between them, is accepted', TIMEOUT, async () => {
+    const { ws } = await open('utf8-pieces');
+    try {
+      const text = 'é'.repeat(20_000);
+      const frame = encodeFrame(Op.TEXT, text);
+      // Cut inside "é" (c3 a9): the 8-byte header (16-bit length, masking key), then odd counts.
+      const cuts = [0, 8 + 1001, 8 + 20_001, frame.length];
+      for (let i = 0; i < cuts.length - 1; i++) {
+        await ws.sendRaw(frame.subarray(cuts[i], cuts[i + 1]));
+        await new Promise((resolve) => setTimeout(resolve, 20)); // separate TCP segments
+      }
+      await expectFrame(ws, Op.TEXT, text);
+    } finally {
+      ws.destroy();
+    }
+  });
+
   test('valid 4-byte sequences split across fragments are accepted', TIMEOUT, async () => {
     const { ws } = await open('utf8-ok');
     try {

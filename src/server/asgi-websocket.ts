@@ -21,17 +21,22 @@ import type {
   WebSocketHttpResponseBodyEvent, WebSocketHttpResponseStartEvent, WebSocketScope, WebSocketSendEvent,
 } from './asgi-types.js';
 import { CloseCode, isValidWireCloseCode } from './close-codes.js';
+import { PerMessageDeflate } from './deflate-codec.js';
 import { FrameCache } from './frame-cache.js';
 import { checkHandshake } from './handshake.js';
 import { checkHeaders, isToken } from './http-messages.js';
 import { SERVER_LIMITS } from './limits.js';
 import { describeError, log } from './logger.js';
 import { serverMetrics } from './metrics.js';
+import { negotiatePerMessageDeflate } from './permessage-deflate.js';
 import { connectionScope, describeClient, type ScopeSettings } from './scope.js';
 import { WIRE_EVENTS, appTransition, misuseError, type AppTransition, type Phase, type WireEvent } from './websocket-phases.js';
 import { WebSocketTransport, refuseUpgrade, type TransportEvents, type TransportOptions } from './ws-transport.js';
 
-export interface WebSocketSettings extends TransportOptions, ScopeSettings {}
+export interface WebSocketSettings extends TransportOptions, ScopeSettings {
+  /** Accept permessage-deflate offers (RFC 7692), `--ws-per-message-deflate`. */
+  perMessageDeflate?: boolean;
+}
 
 /**
  * Received messages queued for an app that is not calling `receive`: stop reading at either
@@ -76,7 +81,10 @@ export function handleWebSocketUpgrade(
     subprotocols: handshake.subprotocols,
     extensions: { 'websocket.http.response': {} },
   };
-  const session = new WebSocketSession(client, request.url ?? '/', socket, head, handshake.key, settings);
+  // Compression is invisible to the app: negotiated here, in use from the 101 on (ws-transport.ts).
+  const negotiated = settings.perMessageDeflate === true ? negotiatePerMessageDeflate(request.rawHeaders) : null;
+  const deflate = negotiated === null ? null : new PerMessageDeflate(negotiated);
+  const session = new WebSocketSession(client, request.url ?? '/', socket, head, handshake.key, settings, deflate);
   session.run(app, scope);
 }
 
@@ -96,11 +104,11 @@ export class WebSocketSession implements TransportEvents {
   private inboxBytes = 0;
   private paused = false;
 
-  constructor(client: string, url: string, socket: Socket, head: Buffer, key: string, settings: WebSocketSettings) {
+  constructor(client: string, url: string, socket: Socket, head: Buffer, key: string, settings: WebSocketSettings, deflate: PerMessageDeflate | null = null) {
     this.client = client;
     this.url = url;
     this.key = key;
-    this.transport = new WebSocketTransport(socket, head, settings, this);
+    this.transport = new WebSocketTransport(socket, head, settings, this, deflate);
     openSessions.add(this);
   }
 
@@ -193,8 +201,8 @@ export class WebSocketSession implements TransportEvents {
   private sendMessage(event: WebSocketSendEvent): Promise<void> | null {
     const connection = this.transport.connection;
     if (typeof event.text === 'string' && event.bytes == null) {
-      // Frame once: a broadcast's text is encoded for the first subscriber and reused.
-      connection.sendFrameBytes(frames.textFrame(event.text));
+      // Frame once: a broadcast's text is encoded (or compressed) for the first subscriber and reused.
+      connection.sendFrameBytes(connection.deflate?.textFrame(event.text) ?? frames.textFrame(event.text));
     } else if (event.bytes instanceof Uint8Array && event.text == null) {
       connection.sendBinary(event.bytes);
     } else {

@@ -20,7 +20,15 @@
 //
 // Entering CLOSED calls `onClose(code, reason)` exactly once: that is what the application sees
 // as `websocket.disconnect`. After it, `onEndTransport()` tells the owner to end TCP.
+//
+// Data messages (§5.4, §8.1). A text message's bytes are checked for UTF-8 as they arrive: each
+// fragment, and within a large frame each chunk of it (the parser's onPayloadPart), so invalid
+// text fails with 1007 at its first bad bytes. With permessage-deflate negotiated (RFC 7692), a
+// message whose first frame has RSV1 set is compressed: its frames are collected (their wire size
+// bounded), inflated when the last arrives (deflate-codec.ts, its output bounded by the same
+// `maxMessageSize`) and validated as UTF-8 then; the handler only ever sees plain messages.
 import { CloseCode, isValidWireCloseCode } from './close-codes.js';
+import type { PerMessageDeflate } from './deflate-codec.js';
 import { ProtocolError } from './errors.js';
 import { FrameParser, Opcode, encodeClosePayload, encodeFrame, isControlOpcode, type Frame, type FrameParserOptions } from './frames.js';
 import { Utf8Validator } from './utf8.js';
@@ -62,19 +70,33 @@ export class WebSocketConnection implements FrameParserOptions {
   state: ConnectionState = ConnectionState.CONNECTING;
   /** We are the server: client frames must be masked (§5.1). */
   readonly expectMasked = true;
+  /** permessage-deflate as negotiated in the handshake, or null: no compression either way. */
+  readonly deflate: PerMessageDeflate | null;
+  /** RSV1 marks a compressed message once permessage-deflate is negotiated (RFC 7692 §6). */
+  readonly rsv1Allowed: boolean;
   private readonly handler: ConnectionHandler;
   private readonly options: ConnectionOptions;
   private readonly parser: FrameParser;
   // The fragmented message being assembled (§5.4); `messageOpcode` 0 when none is open.
   private messageOpcode = 0;
+  private messageCompressed = false;
   private messageSize = 0;
   private fragments: Buffer[] = [];
-  /** Created for the first fragmented text message only; most connections never need one. */
+  /**
+   * Created for the first text that needs it (fragmented, or arriving in parts) only: most
+   * connections never do, and memory per connection counts. Reset when a new text message starts.
+   */
   private utf8: Utf8Validator | null = null;
+  /** The frame being received is uncompressed text: its parts are validated as they arrive. */
+  private frameIsPlainText = false;
+  /** Bytes of the frame being received already validated, part by part (onPayloadPart). */
+  private frameValidated = 0;
 
-  constructor(handler: ConnectionHandler, options: ConnectionOptions) {
+  constructor(handler: ConnectionHandler, options: ConnectionOptions, deflate: PerMessageDeflate | null = null) {
     this.handler = handler;
     this.options = options;
+    this.deflate = deflate;
+    this.rsv1Allowed = deflate !== null;
     // The connection is the parser's sink itself (expectMasked, onHeader, onFrame below), so no
     // closures are allocated per connection.
     this.parser = new FrameParser(this);
@@ -105,14 +127,14 @@ export class WebSocketConnection implements FrameParserOptions {
     this.handler.onEndTransport();
   }
 
-  /** Sends a text message as one unfragmented frame. */
+  /** Sends a text message as one unfragmented frame (compressed when negotiated and worth it). */
   sendText(text: string): void {
-    this.sendFrameBytes(encodeFrame(Opcode.TEXT, Buffer.from(text)));
+    this.sendFrameBytes(this.deflate?.textFrame(text) ?? encodeFrame(Opcode.TEXT, Buffer.from(text)));
   }
 
-  /** Sends a binary message as one unfragmented frame. */
+  /** Sends a binary message as one unfragmented frame (compressed when negotiated and worth it). */
   sendBinary(bytes: Uint8Array): void {
-    this.sendFrameBytes(encodeFrame(Opcode.BINARY, bytes));
+    this.sendFrameBytes(this.deflate?.frame(Opcode.BINARY, bytes) ?? encodeFrame(Opcode.BINARY, bytes));
   }
 
   /** Sends an already encoded data frame (a broadcast encoded once for many connections). */
@@ -155,9 +177,10 @@ export class WebSocketConnection implements FrameParserOptions {
   }
 
   /** Rules that can be judged from a header alone, checked before its payload is buffered. */
-  onHeader(_fin: boolean, opcode: number, length: number): void {
+  onHeader(_fin: boolean, opcode: number, length: number, rsv1: boolean): void {
     if (isControlOpcode(opcode)) return; // the parser already checked control frames (§5.5)
-    if (opcode === Opcode.CONTINUATION) {
+    const continuation = opcode === Opcode.CONTINUATION;
+    if (continuation) {
       // §5.4: a continuation frame only continues a fragmented message already started.
       if (this.messageOpcode === 0) throw new ProtocolError('WS_ERR_UNEXPECTED_CONTINUATION', 'continuation frame without a message to continue');
       if (this.fragments.length + 1 > this.options.maxFragments) {
@@ -167,11 +190,27 @@ export class WebSocketConnection implements FrameParserOptions {
       // §5.4: fragments of one message are not interleaved with another data message.
       throw new ProtocolError('WS_ERR_EXPECTED_CONTINUATION', 'a new data frame arrived before the fragmented message ended');
     }
-    // Our bound: close with 1009 as soon as the announced bytes would exceed the limit.
-    const total = (opcode === Opcode.CONTINUATION ? this.messageSize : 0) + length;
-    if (total > this.options.maxMessageSize) {
+    // Our bound: close with 1009 as soon as the announced bytes would exceed the limit. For a
+    // compressed message the limit is on its inflated size (checked as it inflates); its wire
+    // size may exceed it by what deflate adds to incompressible data, no more.
+    const compressed = continuation ? this.messageCompressed : rsv1;
+    const total = (continuation ? this.messageSize : 0) + length;
+    const limit = compressed ? maxCompressedSize(this.options.maxMessageSize) : this.options.maxMessageSize;
+    if (total > limit) {
       throw new ProtocolError('WS_ERR_MESSAGE_TOO_BIG', `message of ${total} bytes or more exceeds the ${this.options.maxMessageSize}-byte limit`);
     }
+    // §8.1, fail fast: the text of an uncompressed text message is validated as it arrives.
+    this.frameIsPlainText = !compressed && (opcode === Opcode.TEXT || (continuation && this.messageOpcode === Opcode.TEXT));
+    this.frameValidated = 0;
+    // A new text message starts from a clean validator (created on first use: see below).
+    if (this.frameIsPlainText && !continuation) this.utf8?.reset();
+  }
+
+  /** Part of a large frame's payload, as it arrives: validate text now, keep the rest for onFrame. */
+  onPayloadPart(part: Buffer): void {
+    if (!this.frameIsPlainText) return;
+    if (!(this.utf8 ??= new Utf8Validator()).update(part)) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'text message is not valid UTF-8');
+    this.frameValidated += part.length;
   }
 
   /** A complete frame from the parser. */
@@ -201,7 +240,10 @@ export class WebSocketConnection implements FrameParserOptions {
   private handleDataFrame(frame: Frame): void {
     // §7.1.2: after sending a Close we may discard data until the peer's Close arrives.
     const discard = this.state !== ConnectionState.OPEN;
-    if (frame.opcode !== Opcode.CONTINUATION && frame.fin) {
+    const validated = this.frameValidated;
+    this.frameValidated = 0;
+    const whole = frame.opcode !== Opcode.CONTINUATION && frame.fin; // a message in one frame
+    if (whole && !frame.rsv1 && validated === 0) {
       // Fast path: a whole message in one frame. Validate with Node's native UTF-8 check.
       if (discard) return;
       if (frame.opcode === Opcode.TEXT) {
@@ -215,24 +257,41 @@ export class WebSocketConnection implements FrameParserOptions {
     }
     if (frame.opcode !== Opcode.CONTINUATION) {
       this.messageOpcode = frame.opcode;
+      this.messageCompressed = frame.rsv1;
       this.messageSize = 0;
-      if (frame.opcode === Opcode.TEXT) (this.utf8 ??= new Utf8Validator()).reset();
     }
     const isText = this.messageOpcode === Opcode.TEXT;
-    // §8.1, fail fast: validate each fragment as it arrives, not the whole message at its end.
-    if (isText && !this.utf8!.update(frame.payload)) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'text message is not valid UTF-8');
-    this.messageSize += frame.payload.length;
-    if (!discard) this.fragments.push(Buffer.from(frame.payload)); // copy: see above
-    if (!frame.fin) return;
-
-    if (isText && !this.utf8!.atBoundary) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'text message ends inside a UTF-8 sequence');
+    const compressed = this.messageCompressed;
+    // §8.1, fail fast: validate each fragment as it arrives, not the whole message at its end
+    // (minus what was validated part by part already). Compressed text is validated once inflated.
+    if (isText && !compressed) {
+      if (!(this.utf8 ??= new Utf8Validator()).update(frame.payload.subarray(validated))) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'text message is not valid UTF-8');
+      if (frame.fin && !this.utf8!.atBoundary) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'text message ends inside a UTF-8 sequence');
+    }
+    if (!frame.fin) {
+      this.messageSize += frame.payload.length;
+      if (!discard) this.fragments.push(Buffer.from(frame.payload)); // copy: see above
+      return;
+    }
+    // The message's last frame: hand the message over.
     const fragments = this.fragments;
     this.fragments = [];
     this.messageOpcode = 0;
     this.messageSize = 0;
     if (discard) return;
+    // The message is decoded, joined or inflated before onFrame returns: no copy of this one.
+    fragments.push(frame.payload);
+    if (compressed) return this.deliverCompressed(isText, fragments);
     const data = fragments.length === 1 ? fragments[0]! : Buffer.concat(fragments);
     this.handler.onMessage(isText ? data.toString('utf8') : data);
+  }
+
+  /** RFC 7692 §7.2.2: inflate a compressed message (bounded), validate it, hand it over. */
+  private deliverCompressed(isText: boolean, parts: Buffer[]): void {
+    const data = this.deflate!.inflate(parts, this.options.maxMessageSize);
+    if (!isText) return this.handler.onMessage(data);
+    if (!isUtf8(data)) throw new ProtocolError('WS_ERR_INVALID_UTF8', 'text message is not valid UTF-8');
+    this.handler.onMessage(data.toString('utf8'));
   }
 
   /** §5.5.1 and §7.1.5: parse the peer's Close, answer it (or complete ours), then end TCP. */
@@ -260,6 +319,15 @@ export class WebSocketConnection implements FrameParserOptions {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * The most wire bytes a compressed message within `maxMessageSize` may take: deflate can expand
+ * incompressible data a little (zlib's deflateBound() allows about 1/8 more for its least
+ * efficient settings, plus a few bytes), so a message at the limit is not refused for that.
+ */
+export function maxCompressedSize(maxMessageSize: number): number {
+  return maxMessageSize + Math.ceil(maxMessageSize / 8) + 64;
+}
 
 /** A Close payload holds at most 125 bytes: a 2-byte code and 123 bytes of reason (§5.5). */
 export function truncateReason(reason: string): string {

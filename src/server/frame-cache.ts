@@ -16,18 +16,25 @@ export class FrameCache {
   private bytes = 0;
   private readonly maxEntries: number;
   private readonly maxBytes: number;
+  /** How a text becomes its frame (a compressed one for permessage-deflate, deflate-codec.ts). */
+  private readonly encode: (text: string) => Buffer;
 
   /** The bounds default to the declared ones (limits.ts); tests choose small ones. */
-  constructor(maxEntries: number = SERVER_LIMITS.frameCacheEntries.value, maxBytes: number = SERVER_LIMITS.frameCacheBytes.value) {
+  constructor(
+    maxEntries: number = SERVER_LIMITS.frameCacheEntries.value,
+    maxBytes: number = SERVER_LIMITS.frameCacheBytes.value,
+    encode: (text: string) => Buffer = encodeTextFrame,
+  ) {
     this.maxEntries = maxEntries;
     this.maxBytes = maxBytes;
+    this.encode = encode;
   }
 
   /** The frame for `text`, encoded now or reused. The Buffer is shared: never modify it. */
   textFrame(text: string): Buffer {
     const cached = this.frames.get(text);
     if (cached !== undefined) return cached;
-    const frame = encodeTextFrame(text);
+    const frame = this.encode(text);
     // A text too large to share much would only evict the useful entries.
     if (frame.length > this.maxBytes >>> 4) return frame;
     this.frames.set(text, frame);

@@ -30,6 +30,11 @@
 // returned as a view of it (no copy); only one that spans chunks is copied, once, into a buffer of
 // its exact size: the total work stays linear in the bytes received, however they are split.
 //
+// A large data frame arrives over many chunks. While its payload is incomplete, each chunk's share
+// of it is unmasked at once and shown to `onPayloadPart`, so a rule about the payload's content
+// (UTF-8 in a text message, §8.1) can fail after the first bad bytes instead of after the whole
+// frame; the frame is still delivered whole by onFrame, its first parts already unmasked.
+//
 // The states are a hand-written switch, not a transition table like the dispatcher's
 // (websocket-phases.ts), for speed: this loop runs for every frame of every connection, the hot
 // path the benchmark measures, and a table would add a lookup and an indirect call to each step
@@ -52,6 +57,8 @@ export const isControlOpcode = (opcode: number): boolean => (opcode & 0x8) !== 0
 
 export interface Frame {
   fin: boolean;
+  /** RSV1: "Per-Message Compressed" when permessage-deflate is negotiated (RFC 7692 §6). */
+  rsv1: boolean;
   opcode: number;
   /** Unmasked payload. Often a view into a received chunk: copy it to keep it past the callback. */
   payload: Buffer;
@@ -61,10 +68,21 @@ export interface FrameParserOptions {
   /** A server requires masked frames from clients; a client requires unmasked ones (§5.1). */
   expectMasked: boolean;
   /**
+   * RSV1 may be set on the first frame of a data message: an extension that gives it a meaning
+   * (permessage-deflate, RFC 7692 §6) was negotiated. RSV2 and RSV3 never may.
+   */
+  rsv1Allowed?: boolean;
+  /**
    * Called with each frame header before its payload is buffered, so that a size or sequence rule
    * fails as soon as the header arrives, not after megabytes of payload. May throw ProtocolError.
    */
-  onHeader?: (fin: boolean, opcode: number, payloadLength: number) => void;
+  onHeader?: (fin: boolean, opcode: number, payloadLength: number, rsv1: boolean) => void;
+  /**
+   * Called, for a data frame whose payload is still incomplete, with the unmasked payload bytes
+   * that arrived in this chunk, in order; a view valid during the call only. The frame's onFrame
+   * later carries the whole payload again, these bytes included. May throw ProtocolError.
+   */
+  onPayloadPart?: (part: Buffer) => void;
   /** Called with each complete, unmasked frame. May throw ProtocolError. */
   onFrame: (frame: Frame) => void;
 }
@@ -80,9 +98,12 @@ export class FrameParser {
   private state = ParserState.HEADER;
   // The frame being parsed.
   private fin = false;
+  private rsv1 = false;
   private opcode = 0;
   private masked = false;
   private payloadLength = 0;
+  /** Payload bytes of this frame already unmasked and shown to onPayloadPart. */
+  private payloadSeen = 0;
   // The masking key as four numbers, not a Buffer: a Buffer per connection costs far more memory.
   private mask0 = 0;
   private mask1 = 0;
@@ -115,6 +136,7 @@ export class FrameParser {
     this.chunks = [];
     this.buffered = 0;
     this.offset = 0;
+    this.payloadSeen = 0;
   }
 
   private run(): void {
@@ -150,11 +172,21 @@ export class FrameParser {
         }
           break;
         case ParserState.PAYLOAD: {
-          if (this.buffered < this.payloadLength) return;
+          if (this.buffered < this.payloadLength) {
+            if (this.options.onPayloadPart !== undefined && !isControlOpcode(this.opcode)) this.showPart();
+            return;
+          }
           const payload = this.payloadLength === 0 ? EMPTY : this.readPayload(this.payloadLength);
-          if (this.masked) unmaskWith(payload, this.mask0, this.mask1, this.mask2, this.mask3);
+          const seen = this.payloadSeen;
+          this.payloadSeen = 0;
+          if (this.masked) {
+            // The first `seen` bytes were unmasked as they arrived (showPart): only the rest now,
+            // with the key turned to where it stopped.
+            if (seen === 0) unmaskWith(payload, this.mask0, this.mask1, this.mask2, this.mask3);
+            else unmaskAt(payload.subarray(seen), seen, this.mask0, this.mask1, this.mask2, this.mask3);
+          }
           this.state = ParserState.HEADER;
-          this.options.onFrame({ fin: this.fin, opcode: this.opcode, payload });
+          this.options.onFrame({ fin: this.fin, rsv1: this.rsv1, opcode: this.opcode, payload });
           break; // onFrame may have halted us: the loop re-checks the state
         }
         case ParserState.HALTED:
@@ -168,15 +200,24 @@ export class FrameParser {
     const first = bytes[0]!;
     const second = bytes[1]!;
     this.fin = (first & 0x80) !== 0;
+    this.rsv1 = (first & 0x40) !== 0;
     this.opcode = first & 0x0f;
     this.masked = (second & 0x80) !== 0;
     const length7 = second & 0x7f;
 
-    // §5.2: RSV1-3 "MUST be 0 unless an extension is negotiated"; we negotiate none.
-    if (first & 0x70) throw new ProtocolError('WS_ERR_RSV_BITS_SET', `reserved bits set (0x${(first & 0x70).toString(16)}) without a negotiated extension`);
+    // §5.2: RSV1-3 "MUST be 0 unless an extension is negotiated that defines meanings for
+    // non-zero values"; the only one we negotiate, permessage-deflate, defines RSV1 alone.
+    const reserved = first & (this.options.rsv1Allowed === true ? 0x30 : 0x70);
+    if (reserved) throw new ProtocolError('WS_ERR_RSV_BITS_SET', `reserved bits set (0x${reserved.toString(16)}) that no negotiated extension defines`);
     // §5.2: opcodes 0x3-0x7 and 0xB-0xF are "reserved for further ... frames".
     if (this.opcode > Opcode.BINARY && this.opcode < Opcode.CLOSE || this.opcode > Opcode.PONG) {
       throw new ProtocolError('WS_ERR_RESERVED_OPCODE', `reserved opcode 0x${this.opcode.toString(16)}`);
+    }
+    if (this.rsv1) {
+      // RFC 7692 §6.1: RSV1 marks a compressed *message*, so it is set on its first frame only;
+      // a control frame or a continuation carrying it fails the connection.
+      if (isControlOpcode(this.opcode)) throw new ProtocolError('WS_ERR_RSV1_ON_CONTROL_FRAME', 'RSV1 (compressed) set on a control frame');
+      if (this.opcode === Opcode.CONTINUATION) throw new ProtocolError('WS_ERR_RSV1_ON_CONTINUATION', 'RSV1 (compressed) set on a continuation frame');
     }
     if (isControlOpcode(this.opcode)) {
       // §5.5: "All control frames MUST have a payload length of 125 bytes or less and MUST NOT be fragmented."
@@ -198,7 +239,7 @@ export class FrameParser {
     // §5.2: "the minimal number of bytes MUST be used to encode the length".
     if (length < minimum) throw new ProtocolError('WS_ERR_NON_MINIMAL_LENGTH', `payload length ${length} not encoded in the minimal number of bytes`);
     this.payloadLength = length;
-    this.options.onHeader?.(this.fin, this.opcode, length);
+    this.options.onHeader?.(this.fin, this.opcode, length, this.rsv1);
     this.state = this.masked ? ParserState.MASK_KEY : ParserState.PAYLOAD;
   }
 
@@ -228,6 +269,28 @@ export class FrameParser {
     const out = Buffer.allocUnsafe(n);
     this.copyOut(out, n);
     return out;
+  }
+
+  /**
+   * The payload is incomplete and every buffered byte belongs to it: unmask, in place, the bytes
+   * not shown yet (those of the chunk just pushed, at the end of the list) and show them to
+   * onPayloadPart. Each byte is unmasked once, here or when the frame completes.
+   */
+  private showPart(): void {
+    const unseen = this.buffered - this.payloadSeen;
+    if (unseen === 0) return;
+    // The unseen bytes are the last `unseen` buffered ones: find the chunk where they start.
+    let index = this.chunks.length - 1;
+    let skip = this.chunks[index]!.length - unseen; // bytes of that chunk before them
+    while (skip < 0) skip += this.chunks[--index]!.length;
+    const start = this.payloadSeen;
+    this.payloadSeen = this.buffered;
+    for (let at = start; index < this.chunks.length; index++, skip = 0) {
+      const part = this.chunks[index]!.subarray(skip);
+      if (this.masked) unmaskAt(part, at, this.mask0, this.mask1, this.mask2, this.mask3);
+      at += part.length;
+      this.options.onPayloadPart!(part);
+    }
   }
 
   /** Moves past `n` bytes that lie within chunks[0]. */
@@ -283,6 +346,16 @@ function unmaskWith(data: Buffer, k0: number, k1: number, k2: number, k3: number
   if (i < length) data[i] ^= k0;
   if (i + 1 < length) data[i + 1] ^= k1;
   if (i + 2 < length) data[i + 2] ^= k2;
+}
+
+/** Unmasks `data`, which starts `position` bytes into its payload: the key turned to match. */
+function unmaskAt(data: Buffer, position: number, k0: number, k1: number, k2: number, k3: number): void {
+  switch (position & 3) {
+    case 0: unmaskWith(data, k0, k1, k2, k3); break;
+    case 1: unmaskWith(data, k1, k2, k3, k0); break;
+    case 2: unmaskWith(data, k2, k3, k0, k1); break;
+    case 3: unmaskWith(data, k3, k0, k1, k2); break;
+  }
 }
 
 /** Size of a frame header for a payload of `length` bytes (§5.2), without a masking key. */

@@ -91,6 +91,12 @@ export const SERVER_LIMITS = {
     atBound: 'close 1009, as soon as the frame header announcing it arrives (before its payload is buffered)',
     why: 'a message is buffered whole before the app sees it, so this is also what one message can make the server hold; 1 MiB is far above any chat message (uvicorn allows 16 MiB)',
   },
+  deflateThresholdBytes: {
+    value: 128, unit: 'bytes',
+    what: 'messages sent uncompressed although permessage-deflate was negotiated (with --ws-per-message-deflate)',
+    atBound: 'a message of this size or more is compressed (received compressed messages are bounded by --ws-max-size after inflating: close 1009 as soon as inflating passes it)',
+    why: 'deflate saves almost nothing on short messages (measured on chat JSON: 3 % at 60 bytes, 14 % at 100, 45 % at 300) for a fixed cost per call',
+  },
   maxFragments: {
     value: 1024, unit: 'fragments',
     what: 'the frames one WebSocket message arrives in',

@@ -24,6 +24,8 @@ export interface ServerOptions {
   wsPingInterval: number;
   /** Seconds a peer may stay silent after a ping; 0 disables the check. */
   wsPingTimeout: number;
+  /** Accept permessage-deflate (RFC 7692) offers; off by default (CPU and memory per connection). */
+  wsPerMessageDeflate: boolean;
   /** Seconds shutdown may take before open work is cut off. */
   timeoutGracefulShutdown: number;
   /** Seconds an idle keep-alive HTTP connection stays open; 0: closed after each response. */
@@ -113,6 +115,11 @@ export const OPTIONS = {
   'ws-ping-timeout': {
     metavar: 'SECONDS', default: limitDefault(SERVER_LIMITS.wsPingTimeout), help: ['drop a peer silent this long after a ping, 0 disables'],
     meaning: 'a peer silent this long after a ping is dropped (1006); `0` disables',
+  },
+  'ws-per-message-deflate': {
+    metavar: null, default: null, defaultInWords: 'off',
+    help: ['accept WebSocket compression (permessage-deflate); off by', 'default: it costs CPU per message and memory per client'],
+    meaning: 'accept WebSocket compression (permessage-deflate, RFC 7692); off by default: it costs CPU per message and memory per client (see "Compression")',
   },
   'timeout-graceful-shutdown': {
     metavar: 'SECONDS', default: limitDefault(SERVER_LIMITS.timeoutGracefulShutdown), help: ['time allowed to finish open work on shutdown'],
@@ -275,6 +282,7 @@ export function parseOptions(argv: string[]): ServerOptions {
     timeoutGracefulShutdown: limit(SERVER_LIMITS.timeoutGracefulShutdown, text('timeout-graceful-shutdown')),
     timeoutKeepAlive: limit(SERVER_LIMITS.timeoutKeepAlive, text('timeout-keep-alive')),
     limitConcurrency: limit(SERVER_LIMITS.limitConcurrency, text('limit-concurrency')),
+    wsPerMessageDeflate: values['ws-per-message-deflate'] === true,
     sslKeyfile,
     sslCertfile,
     sslKeyfilePassword,

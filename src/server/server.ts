@@ -50,6 +50,7 @@ export async function serve(app: Application, options: ServerOptions, tls: TlsMa
     pingIntervalMs: options.wsPingInterval * 1000,
     pingTimeoutMs: options.wsPingTimeout * 1000,
     closeTimeoutMs: CLOSE_TIMEOUT_MS,
+    perMessageDeflate: options.wsPerMessageDeflate,
   };
   const httpSettings = { rootPath: options.rootPath, trustedProxies };
 

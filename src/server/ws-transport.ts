@@ -31,6 +31,7 @@
 import type { Socket } from 'node:net';
 import type { Headers } from './asgi-types.js';
 import { ConnectionState, WebSocketConnection, type ConnectionHandler, type ConnectionOptions } from './connection.js';
+import type { PerMessageDeflate } from './deflate-codec.js';
 import type { ProtocolError } from './errors.js';
 import { acceptResponse } from './handshake.js';
 import { plainResponse, plainResponseHead } from './http-messages.js';
@@ -96,12 +97,12 @@ export class WebSocketTransport implements ConnectionHandler {
   private resolveDrained: (() => void) | null = null;
   private rejectDrained: ((error: Error) => void) | null = null;
 
-  constructor(socket: Socket, head: Buffer, options: TransportOptions, events: TransportEvents) {
+  constructor(socket: Socket, head: Buffer, options: TransportOptions, events: TransportEvents, deflate: PerMessageDeflate | null = null) {
     this.socket = socket as TransportSocket;
     this.socket[kTransport] = this;
     this.options = options;
     this.events = events;
-    this.connection = new WebSocketConnection(this, options);
+    this.connection = new WebSocketConnection(this, options, deflate);
     socket.on('data', socketOnData);
     // The peer's FIN (node:http sockets allow half-open connections), an error, or the socket
     // closing all mean the peer is gone.
@@ -119,6 +120,9 @@ export class WebSocketTransport implements ConnectionHandler {
    * The caller has validated the subprotocol and headers.
    */
   accept(key: string, subprotocol: string | null, headers: Headers): void {
+    // permessage-deflate, when negotiated, is in use from the 101 that says so (RFC 7692 §5).
+    const deflate = this.connection.deflate;
+    if (deflate !== null) headers = [...headers, ['Sec-WebSocket-Extensions', deflate.response]];
     this.socket.write(acceptResponse(key, subprotocol, headers), 'latin1');
     this.connection.accept();
     serverMetrics.websocketsAccepted++;
