@@ -15,7 +15,7 @@ import { isWebSocketRequest } from './handshake.js';
 import { plainResponse } from './http-messages.js';
 import { log } from './logger.js';
 import type { ServerOptions } from './options.js';
-import { CLOSE_TIMEOUT_MS, endSocket } from './sockets.js';
+import { CLOSE_TIMEOUT_MS, endSocket, ignoreErrors } from './sockets.js';
 import { refuseUpgrade } from './ws-transport.js';
 
 /** Exit codes, as uvicorn uses them: 1 for a server error (port in use), 3 for startup failure. */
@@ -75,6 +75,7 @@ export async function serve(app: Application, options: ServerOptions): Promise<v
     // answer in HTTP, as §7.8 allows. node:http has already let go of the socket, so attach a
     // response to it ourselves; the request was not framed by node (no body read), and the
     // connection closes after it.
+    ignoreErrors(socket); // node:http no longer listens for its errors: a reset must not throw
     const response = new ServerResponse(request);
     response.shouldKeepAlive = false;
     response.assignSocket(socket);

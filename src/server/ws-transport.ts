@@ -35,7 +35,7 @@ import type { ProtocolError } from './errors.js';
 import { acceptResponse } from './handshake.js';
 import { plainResponse, plainResponseHead } from './http-messages.js';
 import { log } from './logger.js';
-import { endSocket } from './sockets.js';
+import { endSocket, ignoreErrors } from './sockets.js';
 
 export interface TransportOptions extends ConnectionOptions {
   /** Milliseconds between heartbeat pings (0: no heartbeat). */
@@ -368,6 +368,7 @@ export class WebSocketTransport implements ConnectionHandler {
  * shutdown): a short plain-text response with `headers`, then the end of TCP.
  */
 export function refuseUpgrade(socket: Socket, status: number, message: string, headers: Headers | undefined, closeTimeoutMs: number): void {
+  ignoreErrors(socket); // nobody else listens for this socket's errors any more
   endSocket(socket, closeTimeoutMs, plainResponse(status, message, headers));
 }
 
