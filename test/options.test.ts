@@ -18,6 +18,7 @@ const DEFAULTS: ServerOptions = {
   wsPingTimeout: 20,
   timeoutGracefulShutdown: 10,
   timeoutKeepAlive: 5,
+  timeoutRequestHead: 20,
   limitConcurrency: 10000,
   help: false,
   version: false,
@@ -50,7 +51,7 @@ describe('every flag', () => {
       '--host', '0.0.0.0', '--port', '9000', '--app', 'examples/echo.mjs', '--workers', '4',
       '--root-path', '/chat', '--log-level', 'debug', '--lifespan', 'on', '--ws-max-size', '65536',
       '--ws-ping-interval', '2.5', '--ws-ping-timeout', '0', '--timeout-graceful-shutdown', '30',
-      '--timeout-keep-alive', '0.25', '--limit-concurrency', '50', '--help', '--version',
+      '--timeout-keep-alive', '0.25', '--timeout-request-head', '1.5', '--limit-concurrency', '50', '--help', '--version',
     ];
     assert.deepEqual(parseOptions(argv), {
       host: '0.0.0.0',
@@ -65,6 +66,7 @@ describe('every flag', () => {
       wsPingTimeout: 0,
       timeoutGracefulShutdown: 30,
       timeoutKeepAlive: 0.25,
+      timeoutRequestHead: 1.5,
       limitConcurrency: 50,
       help: true,
       version: true,
@@ -80,7 +82,7 @@ describe('every flag', () => {
   });
 
   test('every flag parseOptions knows is in the usage', () => {
-    for (const flag of ['--host', '--port', '--app', '--workers', '--root-path', '--log-level', '--lifespan', '--ws-max-size', '--ws-ping-interval', '--ws-ping-timeout', '--timeout-graceful-shutdown', '--timeout-keep-alive', '--limit-concurrency', '--help', '--version']) {
+    for (const flag of ['--host', '--port', '--app', '--workers', '--root-path', '--log-level', '--lifespan', '--ws-max-size', '--ws-ping-interval', '--ws-ping-timeout', '--timeout-graceful-shutdown', '--timeout-keep-alive', '--timeout-request-head', '--limit-concurrency', '--help', '--version']) {
       assert.match(USAGE, new RegExp(`^  ${flag}\\b`, 'm'), `the usage has a line for ${flag}`);
     }
   });
@@ -157,6 +159,20 @@ describe('seconds', () => {
       bad('abc');
     });
   }
+});
+
+describe('--timeout-request-head', () => {
+  test('seconds above 0, at most 300 (the whole request\'s limit)', () => {
+    assert.equal(parseOptions(['--timeout-request-head', '0.5']).timeoutRequestHead, 0.5);
+    assert.equal(parseOptions(['--timeout-request-head', '300']).timeoutRequestHead, 300);
+    const bad = (value: string) => rejects([`--timeout-request-head=${value}`], `--timeout-request-head must be a number of seconds above 0 and at most 300, got "${value}"`);
+    bad('0'); // node would read 0 as no limit at all
+    bad('300.5');
+    bad('-1');
+    bad('1e3');
+    bad('abc');
+    rejects(['--timeout-request-head='], '--timeout-request-head needs a value');
+  });
 });
 
 describe('--root-path', () => {

@@ -24,6 +24,8 @@ export interface ServerOptions {
   timeoutGracefulShutdown: number;
   /** Seconds an idle keep-alive HTTP connection stays open; 0: closed after each response. */
   timeoutKeepAlive: number;
+  /** Seconds a client has to send a request head (slowloris, silent connections): then 408. */
+  timeoutRequestHead: number;
   /** Most connections one process holds at once; more are refused. */
   limitConcurrency: number;
   help: boolean;
@@ -51,6 +53,10 @@ Options:
   --timeout-graceful-shutdown SECONDS  time allowed to finish open work on shutdown (default 10)
   --timeout-keep-alive SECONDS       idle keep-alive connection timeout, 0 closes each
                                      connection after its response (default 5)
+  --timeout-request-head SECONDS     time a client has to send a whole request head (from
+                                     connecting, or from the first byte of a later request on
+                                     a kept-alive connection); then 408 and close (default 20,
+                                     at most 300)
   --limit-concurrency N              most open connections per process (default 10000)
   --help                             show this help and exit
   --version                          print the version and exit
@@ -79,6 +85,7 @@ export function parseOptions(argv: string[]): ServerOptions {
         'ws-ping-timeout': { type: 'string' },
         'timeout-graceful-shutdown': { type: 'string' },
         'timeout-keep-alive': { type: 'string' },
+        'timeout-request-head': { type: 'string' },
         'limit-concurrency': { type: 'string' },
         help: { type: 'boolean' },
         version: { type: 'boolean' },
@@ -126,6 +133,7 @@ export function parseOptions(argv: string[]): ServerOptions {
     wsPingTimeout: seconds('ws-ping-timeout', text('ws-ping-timeout', '20')),
     timeoutGracefulShutdown: seconds('timeout-graceful-shutdown', text('timeout-graceful-shutdown', '10')),
     timeoutKeepAlive: seconds('timeout-keep-alive', text('timeout-keep-alive', '5')),
+    timeoutRequestHead: requestHeadSeconds(text('timeout-request-head', '20')),
     limitConcurrency: integer('limit-concurrency', text('limit-concurrency', '10000'), 1, 10_000_000),
     help: values.help === true,
     version: values.version === true,
@@ -136,6 +144,19 @@ function integer(name: string, value: string, min: number, max: number): number 
   const number = /^\d+$/.test(value) ? Number(value) : NaN;
   if (!Number.isSafeInteger(number) || number < min || number > max) {
     throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, got "${value}"`);
+  }
+  return number;
+}
+
+/**
+ * --timeout-request-head: more than 0 (node reads 0 as "no limit", which is what the flag is
+ * there to prevent) and at most 300 s, the whole request's limit (node requires the head's limit
+ * not to exceed it).
+ */
+function requestHeadSeconds(value: string): number {
+  const number = /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
+  if (!(number > 0 && number <= 300)) {
+    throw new UsageError(`--timeout-request-head must be a number of seconds above 0 and at most 300, got "${value}"`);
   }
   return number;
 }

@@ -11,6 +11,7 @@ import type { Application } from './asgi-types.js';
 import { handleHttpRequest } from './asgi-http.js';
 import { Lifespan, LifespanStartupError } from './asgi-lifespan.js';
 import { handleWebSocketUpgrade, openSessions, type WebSocketSettings } from './asgi-websocket.js';
+import { limitConnections } from './connection-limit.js';
 import { isWebSocketRequest } from './handshake.js';
 import { plainResponse } from './http-messages.js';
 import { log } from './logger.js';
@@ -51,7 +52,13 @@ export async function serve(app: Application, options: ServerOptions): Promise<v
   const keepAlive = options.timeoutKeepAlive > 0;
   const server = createServer({
     maxHeaderSize: 16 * 1024, // bound the request head (node's default, stated)
-    headersTimeout: 20_000, // a client has 20 s to send its request head (slowloris)
+    // A client has --timeout-request-head (20 s) to send its request head (slowloris, or a
+    // connection that sends nothing): then 408 (clientError below). Node enforces it only when it
+    // checks its connections, every connectionsCheckingInterval (30 s by default, which made the
+    // real bound 20 to 50 s): checking every second, or twice per timeout if shorter, keeps the
+    // bound what it says. A check walks only the connections with a request under way.
+    headersTimeout: options.timeoutRequestHead * 1000,
+    connectionsCheckingInterval: Math.min(1000, options.timeoutRequestHead * 500),
     requestTimeout: 300_000, // and 5 minutes for a whole request body
     keepAliveTimeout: options.timeoutKeepAlive * 1000,
   }, (request, response) => {
@@ -60,7 +67,8 @@ export async function serve(app: Application, options: ServerOptions): Promise<v
     if (!keepAlive) response.shouldKeepAlive = false;
     handleHttpRequest(app, request, response, httpSettings, lifespan.state);
   });
-  server.maxConnections = options.limitConcurrency;
+  // Connections over --limit-concurrency are answered 503 at once (connection-limit.ts).
+  limitConnections(server, options.limitConcurrency);
 
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
     if (shuttingDown) {
