@@ -33,7 +33,7 @@ export interface AttackStats {
   closeCodes: Map<number, number>;
   /** Socket errors by code (ECONNRESET, EPIPE...). */
   errors: Map<string, number>;
-  /** Connections refused or unreachable: the server (or a worker) was not there. */
+  /** Connections refused (ECONNREFUSED): nothing was listening on the port any more. */
   refused: number;
   /** Bytes from the server that were not a valid frame stream: a server bug. */
   badServerFrames: string[];
@@ -103,7 +103,7 @@ export class AttackPool {
     socket.on('data', (chunk: Buffer) => watcher.push(chunk));
     socket.on('error', (error: NodeJS.ErrnoException) => {
       const code = error.code ?? 'error';
-      if (code === 'ECONNREFUSED' || code === 'EADDRNOTAVAIL') stats.refused++;
+      if (code === 'ECONNREFUSED') stats.refused++;
       bump(stats.errors, code);
     });
     // The hard bound on this connection, and the run's end, whichever comes first.

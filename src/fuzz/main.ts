@@ -10,7 +10,7 @@
 //     tree gone from /proc; or the server logs an error (an exception in the application...);
 //   - the canary's handshake, greeting or a round trip takes longer than --canary-timeout, or the
 //     server closes the canary;
-//   - the server sends bytes that are not valid WebSocket frames;
+//   - the server sends bytes that are not valid WebSocket frames, or refuses connections;
 //   - the tree's memory does not level off (plateau.ts: the highest RSS of the last third of the
 //     run more than --plateau-percent above the highest of the middle third, plus a small slack);
 //     judged only for runs of at least MIN_PLATEAU_SECONDS, shorter ones are all warm-up;
@@ -197,8 +197,9 @@ async function main(): Promise<number> {
       }
     }
     if (server.exitedWith !== null) fail(`the server exited during the run (${server.exitedWith})`);
+    const alive = processTree(server.pid);
     for (const pid of pids) {
-      if (!processTree(server.pid).includes(pid)) fail(`server process ${pid} is gone`);
+      if (!alive.includes(pid)) fail(`server process ${pid} is gone`);
     }
   };
 
@@ -221,6 +222,7 @@ async function main(): Promise<number> {
       watchLog();
       if (canary.failure) fail(canary.failure);
       if (pool.stats.badServerFrames.length > 0) fail(`the server sent invalid frames: ${pool.stats.badServerFrames[0]}`);
+      if (pool.stats.refused > 0) fail(`${pool.stats.refused} connections were refused: nothing listened on the port`);
       if (options.reportEvery > 0 && Date.now() - lastReport >= options.reportEvery * 1000) {
         lastReport = Date.now();
         print(progress(Date.now() - startedAt, pool.stats, canary, kib));
