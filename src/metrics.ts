@@ -131,7 +131,7 @@ export const METRICS = {
   },
   asgi_connections_dropped_total: {
     type: 'counter', labels: [],
-    help: 'TCP connections closed at once, before any request, because --limit-concurrency connections were open.',
+    help: 'TCP connections refused at once, before any request (503, or closed on a TLS port), because --limit-concurrency connections were open.',
     samples: sum((p) => p.server.connectionsDropped),
   },
   asgi_http_requests_total: {

@@ -3,7 +3,8 @@
 //   - the same text gives back the same Buffer object (that is what saves the work), and its
 //     bytes are exactly what encodeTextFrame produces;
 //   - it is bounded in entries and in bytes, and evicts the oldest entry first;
-//   - a text larger than a sixteenth of the byte bound is encoded but never kept.
+//   - a text larger than a sixteenth of the byte bound is encoded but never kept;
+//   - a cached frame owns exactly its bytes, so the byte bound is what the cache really keeps.
 // Whether a text is cached shows as object identity: a cached text comes back as the very same
 // Buffer, an uncached one as a new Buffer with the same bytes. Note that asking for a text that
 // is not cached caches it (and may evict another), so each test asks for the survivors first.
@@ -112,4 +113,18 @@ test('with the default bounds, a 1 MiB text is not cached (it is over 8 MiB / 16
   assert.notEqual(cache.textFrame(big), first);
   const half = 'y'.repeat(512 * 1024 - 10); // a 512 KiB frame with its 10-byte header: cached
   assert.equal(cache.textFrame(half), cache.textFrame(half));
+});
+
+test('a cached frame owns exactly its bytes: it keeps no shared 8 KiB pool of node\'s alive', () => {
+  // encodeTextFrame's short frames are slices of node's Buffer pool (Buffer.poolSize, 8 KiB), and
+  // a slice keeps its whole pool in memory: cached, they would hold far more than they count.
+  assert.ok(encodeTextFrame('hi').buffer.byteLength > 4, 'a short frame is a slice of a larger pool');
+  const cache = new FrameCache();
+  for (const t of ['hi', 'a'.repeat(125), 'a'.repeat(3000), 'a'.repeat(70_000)]) {
+    const frame = cache.textFrame(t);
+    assert.equal(frame.buffer.byteLength, frame.length, `the frame of ${t.length} characters owns its memory`);
+    assert.equal(frame.byteOffset, 0);
+    assert.deepEqual(frame, encodeTextFrame(t));
+    assert.equal(cache.textFrame(t), frame, 'and it is the cached one');
+  }
 });

@@ -19,6 +19,7 @@ const DEFAULTS: ServerOptions = {
   wsPerMessageDeflate: false,
   timeoutGracefulShutdown: 10,
   timeoutKeepAlive: 5,
+  timeoutRequestHead: 20,
   limitConcurrency: 10000,
   sslKeyfile: null,
   sslCertfile: null,
@@ -57,7 +58,7 @@ describe('every flag', () => {
       '--host', '0.0.0.0', '--port', '9000', '--app', 'examples/echo.mjs', '--workers', '4',
       '--root-path', '/chat', '--log-level', 'debug', '--lifespan', 'on', '--ws-max-size', '65536',
       '--ws-ping-interval', '2.5', '--ws-ping-timeout', '0', '--ws-per-message-deflate', '--timeout-graceful-shutdown', '30',
-      '--timeout-keep-alive', '0.25', '--limit-concurrency', '50', '--help', '--version',
+      '--timeout-keep-alive', '0.25', '--timeout-request-head', '1.5', '--limit-concurrency', '50', '--help', '--version',
       '--ssl-keyfile', 'k.pem', '--ssl-certfile', 'c.pem', '--ssl-keyfile-password', 'pw', '--ssl-ca-certs', 'ca.pem',
       '--proxy-headers', '--forwarded-allow-ips', '10.0.0.1, 10.1.0.0/16,::1',
     ];
@@ -75,6 +76,7 @@ describe('every flag', () => {
       wsPerMessageDeflate: true,
       timeoutGracefulShutdown: 30,
       timeoutKeepAlive: 0.25,
+      timeoutRequestHead: 1.5,
       limitConcurrency: 50,
       sslKeyfile: 'k.pem',
       sslCertfile: 'c.pem',
@@ -96,7 +98,7 @@ describe('every flag', () => {
   });
 
   test('every flag parseOptions knows is in the usage', () => {
-    for (const flag of ['--host', '--port', '--app', '--workers', '--root-path', '--log-level', '--lifespan', '--ws-max-size', '--ws-ping-interval', '--ws-ping-timeout', '--ws-per-message-deflate', '--timeout-graceful-shutdown', '--timeout-keep-alive', '--limit-concurrency', '--ssl-certfile', '--ssl-keyfile', '--ssl-keyfile-password', '--ssl-ca-certs', '--proxy-headers', '--forwarded-allow-ips', '--help', '--version']) {
+    for (const flag of ['--host', '--port', '--app', '--workers', '--root-path', '--log-level', '--lifespan', '--ws-max-size', '--ws-ping-interval', '--ws-ping-timeout', '--ws-per-message-deflate', '--timeout-graceful-shutdown', '--timeout-keep-alive', '--timeout-request-head', '--limit-concurrency', '--ssl-certfile', '--ssl-keyfile', '--ssl-keyfile-password', '--ssl-ca-certs', '--proxy-headers', '--forwarded-allow-ips', '--help', '--version']) {
       assert.match(USAGE, new RegExp(`^  ${flag}\\b`, 'm'), `the usage has a line for ${flag}`);
     }
   });
@@ -222,6 +224,20 @@ describe('seconds', () => {
       bad('abc');
     });
   }
+});
+
+describe('--timeout-request-head', () => {
+  test('seconds from 0.1 (0 would mean no limit at all to node) to 300 (the whole request\'s limit)', () => {
+    assert.equal(parseOptions(['--timeout-request-head', '0.5']).timeoutRequestHead, 0.5);
+    assert.equal(parseOptions(['--timeout-request-head', '300']).timeoutRequestHead, 300);
+    const bad = (value: string) => rejects([`--timeout-request-head=${value}`], `--timeout-request-head must be a number of seconds from 0.1 to 300, got "${value}"`);
+    bad('0'); // node would read 0 as no limit at all
+    bad('300.5');
+    bad('-1');
+    bad('1e3');
+    bad('abc');
+    rejects(['--timeout-request-head='], '--timeout-request-head needs a value');
+  });
 });
 
 describe('--root-path', () => {

@@ -25,9 +25,10 @@ export interface ServerHandle {
 const MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
 const START_TIMEOUT_MS = 20_000;
 
-export function startServer(workers: number, extraArgs: string[] = []): Promise<ServerHandle> {
+/** `env` replaces the environment the server inherits (the fuzzer adds NODE_OPTIONS with it). */
+export function startServer(workers: number, extraArgs: string[] = [], env: NodeJS.ProcessEnv = process.env): Promise<ServerHandle> {
   const args = [MAIN, '--port', '0', '--host', '127.0.0.1', '--log-level', 'warning', '--workers', String(workers), ...extraArgs];
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   const logLines: string[] = [];
   let exited: Promise<void>;
   return new Promise((resolve, reject) => {

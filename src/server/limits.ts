@@ -47,11 +47,11 @@ export const SERVER_LIMITS = {
     atBound: '431 Request Header Fields Too Large, connection closed',
     why: 'node\'s own default, stated so that it is visible and tested: a browser\'s head, cookies included, is a few KiB',
   },
-  requestHeadTimeoutMs: {
-    value: 20_000, unit: 'ms',
-    what: 'time a client has to send its request head',
-    atBound: '408 Request Timeout, connection closed',
-    why: 'a slow-loris client, trickling bytes to hold a connection, is cut off; any real client sends its head in well under a second',
+  timeoutRequestHead: {
+    flag: '--timeout-request-head', value: 20, unit: 's', min: 0.1, max: 300,
+    what: 'time a client has to send its request head (from connecting, or from the first byte of a later request on a kept-alive connection)',
+    atBound: '408 Request Timeout, connection closed (checked every second, not node\'s default of every 30 s)',
+    why: 'a slow-loris client, trickling bytes to hold a connection, is cut off; any real client sends its head in well under a second. At most the whole request\'s bound (node requires it), at least a tenth of a second',
   },
   tlsHandshakeTimeoutMs: {
     value: 20_000, unit: 'ms',
@@ -180,7 +180,7 @@ export const SERVER_LIMITS = {
   limitConcurrency: {
     flag: '--limit-concurrency', value: 10_000, unit: 'connections', min: 1, max: 10_000_000,
     what: 'connections open at once in one process',
-    atBound: 'a new connection is closed as soon as it is accepted (node:http\'s `maxConnections`)',
+    atBound: 'a new connection is answered `503 Service Unavailable` (`Connection: close`) at once and closed, and the application never sees it; on a TLS port, where a plain answer would be garbage, it is closed without a word',
     why: 'about 75 MiB when all are idle (7.5 KiB each, see Performance): affordable on a small machine. The process needs as many file descriptors: raise `ulimit -n` to match',
   },
   timeoutGracefulShutdown: {

@@ -37,7 +37,7 @@ export interface ServerMetrics {
   /** WebSocket handshakes accepted (101 written). */
   websocketsAccepted: number;
   refused: RefusedHandshakes;
-  /** TCP connections node closed at once because --limit-concurrency connections were open. */
+  /** TCP connections refused at once (503, or closed on a TLS port) because --limit-concurrency were open. */
   connectionsDropped: number;
   /** Complete WebSocket messages (text or binary) received from clients. */
   messagesReceived: number;

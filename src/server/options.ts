@@ -30,6 +30,8 @@ export interface ServerOptions {
   timeoutGracefulShutdown: number;
   /** Seconds an idle keep-alive HTTP connection stays open; 0: closed after each response. */
   timeoutKeepAlive: number;
+  /** Seconds a client has to send a request head (slowloris, silent connections): then 408. */
+  timeoutRequestHead: number;
   /** Most connections one process holds at once; more are refused. */
   limitConcurrency: number;
   /** PEM private key for TLS; null: the key is in sslCertfile (or no TLS). */
@@ -129,6 +131,11 @@ export const OPTIONS = {
     metavar: 'SECONDS', default: limitDefault(SERVER_LIMITS.timeoutKeepAlive),
     help: ['idle keep-alive connection timeout, 0 closes each', 'connection after its response'],
     meaning: 'idle keep-alive HTTP connections are closed after this; `0` closes each after its response',
+  },
+  'timeout-request-head': {
+    metavar: 'SECONDS', default: limitDefault(SERVER_LIMITS.timeoutRequestHead),
+    help: ['time a client has to send a whole request head (from', 'connecting, or from the first byte of a later request on', 'a kept-alive connection); then 408 and close'],
+    meaning: 'time a client has to send a whole request head (from connecting, or from the first byte of a later request on a kept-alive connection); then 408 and the connection is closed',
   },
   'limit-concurrency': {
     metavar: 'N', default: limitDefault(SERVER_LIMITS.limitConcurrency), help: ['most open connections per process'],
@@ -281,6 +288,7 @@ export function parseOptions(argv: string[]): ServerOptions {
     wsPingTimeout: limit(SERVER_LIMITS.wsPingTimeout, text('ws-ping-timeout')),
     timeoutGracefulShutdown: limit(SERVER_LIMITS.timeoutGracefulShutdown, text('timeout-graceful-shutdown')),
     timeoutKeepAlive: limit(SERVER_LIMITS.timeoutKeepAlive, text('timeout-keep-alive')),
+    timeoutRequestHead: limit(SERVER_LIMITS.timeoutRequestHead, text('timeout-request-head')),
     limitConcurrency: limit(SERVER_LIMITS.limitConcurrency, text('limit-concurrency')),
     wsPerMessageDeflate: values['ws-per-message-deflate'] === true,
     sslKeyfile,

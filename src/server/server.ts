@@ -12,14 +12,14 @@ import type { Application } from './asgi-types.js';
 import { handleHttpRequest } from './asgi-http.js';
 import { Lifespan, LifespanStartupError } from './asgi-lifespan.js';
 import { handleWebSocketUpgrade, openSessions, type WebSocketSettings } from './asgi-websocket.js';
+import { limitConnections } from './connection-limit.js';
 import { isWebSocketRequest } from './handshake.js';
 import { plainResponse } from './http-messages.js';
 import { SERVER_LIMITS } from './limits.js';
 import { log } from './logger.js';
-import { serverMetrics } from './metrics.js';
 import type { ServerOptions } from './options.js';
 import { TrustedProxies } from './proxy-headers.js';
-import { CLOSE_TIMEOUT_MS, endSocket } from './sockets.js';
+import { CLOSE_TIMEOUT_MS, endSocket, ignoreErrors } from './sockets.js';
 import type { TlsMaterial } from './tls.js';
 import { refuseUpgrade } from './ws-transport.js';
 
@@ -61,7 +61,13 @@ export async function serve(app: Application, options: ServerOptions, tls: TlsMa
   const httpOptions = {
     // Each bound is declared, with its reason, in limits.ts.
     maxHeaderSize: SERVER_LIMITS.requestHeadBytes.value,
-    headersTimeout: SERVER_LIMITS.requestHeadTimeoutMs.value, // slowloris
+    // A client has --timeout-request-head to send its request head (slowloris, or a connection
+    // that sends nothing): then 408 (clientError below). Node enforces it only when it checks its
+    // connections, every connectionsCheckingInterval (30 s by default, which made the real bound
+    // 20 to 50 s): checking every second, or twice per timeout if shorter, keeps the bound what it
+    // says. A check walks only the connections with a request under way.
+    headersTimeout: options.timeoutRequestHead * 1000,
+    connectionsCheckingInterval: Math.min(1000, options.timeoutRequestHead * 500),
     requestTimeout: SERVER_LIMITS.requestTimeoutMs.value,
     keepAliveTimeout: options.timeoutKeepAlive * 1000,
   };
@@ -77,11 +83,10 @@ export async function serve(app: Application, options: ServerOptions, tls: TlsMa
   // the socket (the 'tlsClientError' event) before any request exists.
   const server = tls === null
     ? createHttpServer(httpOptions, onRequest)
-    // Like the request head, the TLS handshake gets 20 s (node's default is 120 s).
+    // Like the request head, the TLS handshake has a bound of its own (limits.ts).
     : createHttpsServer({ ...httpOptions, ...tls, handshakeTimeout: SERVER_LIMITS.tlsHandshakeTimeoutMs.value }, onRequest);
-  server.maxConnections = options.limitConcurrency;
-  // node closes a connection over maxConnections at once, before any request: count it (metrics.ts).
-  server.on('drop', () => { serverMetrics.connectionsDropped++; });
+  // Connections over --limit-concurrency are answered 503 at once (connection-limit.ts).
+  limitConnections(server, options.limitConcurrency, tls !== null);
 
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
     if (shuttingDown) {
@@ -96,6 +101,7 @@ export async function serve(app: Application, options: ServerOptions, tls: TlsMa
     // answer in HTTP, as §7.8 allows. node:http has already let go of the socket, so attach a
     // response to it ourselves; the request was not framed by node (no body read), and the
     // connection closes after it.
+    ignoreErrors(socket); // node:http no longer listens for its errors: a reset must not throw
     const response = new ServerResponse(request);
     response.shouldKeepAlive = false;
     response.assignSocket(socket);

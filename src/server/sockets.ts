@@ -15,6 +15,20 @@ export function endSocket(socket: Socket, timeoutMs: number, lastBytes?: string 
   setTimeout(destroySocket, timeoutMs, socket).unref();
 }
 
+/**
+ * Makes a socket's errors harmless. At 'upgrade' node:http stops listening for the socket's
+ * errors, and an EventEmitter that emits 'error' with no listener throws: one reset from the peer
+ * (ECONNRESET, found by the fuzzer: a client resetting after a refused handshake) would kill the
+ * whole process. A WebSocket transport listens itself; every other socket handed over (a refusal,
+ * a non-WebSocket upgrade answered in HTTP) gets this, and an error just ends it, as node
+ * destroys a socket after its error anyway.
+ */
+export function ignoreErrors(socket: Socket): void {
+  socket.on('error', ignore);
+}
+
+function ignore(): void {}
+
 function destroySocket(socket: Socket): void {
   socket.destroy();
 }

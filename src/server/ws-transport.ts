@@ -38,7 +38,7 @@ import { plainResponse, plainResponseHead } from './http-messages.js';
 import { SERVER_LIMITS } from './limits.js';
 import { log } from './logger.js';
 import { countRefusedHandshake, serverMetrics } from './metrics.js';
-import { endSocket } from './sockets.js';
+import { endSocket, ignoreErrors } from './sockets.js';
 
 export interface TransportOptions extends ConnectionOptions {
   /** Milliseconds between heartbeat pings (0: no heartbeat). */
@@ -383,6 +383,7 @@ export class WebSocketTransport implements ConnectionHandler {
  */
 export function refuseUpgrade(socket: Socket, status: number, message: string, headers: Headers | undefined, closeTimeoutMs: number): void {
   countRefusedHandshake(status);
+  ignoreErrors(socket); // nobody else listens for this socket's errors any more
   endSocket(socket, closeTimeoutMs, plainResponse(status, message, headers));
 }
 
