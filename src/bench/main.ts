@@ -66,7 +66,8 @@ Both fan-out scenarios:
   --mode MODE           ramp, fixed, or both: a ramp, then a fixed run at half its best rate
                         on a fresh server (default both)
   --rate MSGS           fixed run's rate, messages/s over all publishers (default: half the
-                        ramp's best; without a ramp, about 20,000 deliveries/s)
+                        ramp's best, or of its first rate if no step passed; without a ramp,
+                        about 20,000 deliveries/s)
   --duration S          fixed run's duration (default 10)
   --step S              ramp step duration (default 3)
   --ramp-start MSGS     first ramp rate (default: about 5,000 deliveries/s)
@@ -487,8 +488,11 @@ async function runDeliveryScenario<R extends FanoutResult | RoomsResult>(
     const parts: { value: R; server: ServerInfo }[] = [];
     if (o.mode !== 'fixed') parts.push(await runOnFreshServer('ramp', null, 1));
     if (o.mode !== 'ramp') {
-      const best = parts[0]?.value.ramp?.best?.offered_msgs_per_s;
-      const rate = o.rate ?? (best ? Math.max(1, Math.round(best * 5) / 10) : null);
+      // Half the ramp's best; if no step passed, half its first rate (which was already too much:
+      // the default of ~20,000 deliveries/s would only measure an overloaded server).
+      const ramp = parts[0]?.value;
+      const base = ramp?.ramp?.best?.offered_msgs_per_s ?? ramp?.steps[0]?.offered_msgs_per_s;
+      const rate = o.rate ?? (base ? Math.max(0.1, Math.round(base * 5) / 10) : null);
       parts.push(await runOnFreshServer('fixed', rate, (parts[0]?.value.steps.length ?? 0) + 1));
     }
     const value = combineRuns(parts.map((p) => p.value));
