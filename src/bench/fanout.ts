@@ -1,171 +1,25 @@
-// The fan-out scenario: C subscribers and P publishers on /chat; every message a publisher sends
-// must reach every connection (the publishers too: the chat broadcasts to its senders as well).
-//
-//   main thread                                   server                   subscriber thread(s)
-//   ┌──────────────────────────┐                                          ┌──────────────────────┐
-//   │ pacing timer (1 ms)      │── P publishers ──▶ broadcast ──▶ C subs ──▶│ parse, count per step │
-//   │ counts publishers' copies│◀─────────────────────────────────────────  │ latency histogram     │
-//   │ /proc snapshots, verdicts│◀──────── counts by postMessage ──────────  └──────────────────────┘
-//   └──────────────────────────┘
-//
-// Two modes (`--mode both`, the default, runs a ramp, then a fixed run at half the ramp's best
-// rate on a fresh server: see main.ts):
-//   fixed  one offered rate (messages per second, over all publishers) for --duration seconds;
-//   ramp   steps of --step seconds, the rate ×1.5 each step, until a step is not delivered
-//          completely (ratio < 0.999), its p99 latency passes --max-p99, the server closes a
-//          connection, or the publishers cannot offer the rate (a step that failed on latency
-//          alone is repeated once, so one hiccup does not end the ramp). The answer is the highest
-//          step that passed: the most this server delivers completely, with a bounded latency.
-//
-// Each step is measured over its own window: from its first send to the moment its last expected
-// delivery arrived (or the drain timeout). Deliveries are attributed to the step written inside
-// the message, not to the window they land in, so a slow tail from one step is never counted as
-// the next step's. Over the window, /proc gives the server tree's CPU, so "CPU µs per delivery"
-// is the server's cost of one message reaching one connection, all processes included.
-import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
-import { openMany, sourceAddresses, type BenchSocket, type OpenResult, type Target } from './client.js';
-import { monoUs } from './clock.js';
-import { Histogram, type LatencySummary } from './histogram.js';
-import { DeliveryCounter, MAX_STEPS, MessageTemplate, newRunId, type DeliveryReport } from './message.js';
-import { ULIMIT_HINT, cpuSnapshot, cpuWindow, openFilesLimit, type CpuWindow } from './proc.js';
-import type { SubscriberThreadData, ToSubscriberThread } from './subscriber-thread.js';
-import { Opcode, encodeMaskedFrame } from '../server/frames.js';
+// The lobby fan-out scenario: C subscribers and P publishers on /chat; every message a publisher
+// sends must reach every connection (the publishers too: the lobby broadcasts to its senders as
+// well). This file opens the connections: the subscribers in their threads, the publishers here;
+// deliveries.ts paces, counts and judges (the ramp, the fixed run, the figures), as it does for the
+// rooms scenario (rooms.ts).
+import { openMany, sourceAddresses, type BenchSocket } from './client.js';
+import {
+  emptyOpen, measureDeliveries, mergeOpenResults, openErrors, sleep, startThreads,
+  type DeliveryOptions, type DeliveryResult, type MessageSource, type ReceiverThread,
+} from './deliveries.js';
+import { DeliveryCounter, MessageTemplate, newRunId } from './message.js';
+import { ULIMIT_HINT, openFilesLimit } from './proc.js';
 
-export interface FanoutOptions {
-  target: Target;
-  /** Root of the server's process tree, for /proc accounting (null: no server figures). */
-  serverPid: number | null;
+export interface FanoutOptions extends DeliveryOptions {
   subs: number;
   pubs: number;
-  /** Size of a published JSON text, in bytes. */
-  size: number;
-  mode: 'fixed' | 'ramp';
-  /** Fixed mode's rate in messages/s; null picks about 20,000 deliveries/s. */
-  rate: number | null;
-  /** Number of the first step (so a fixed run that follows a ramp continues its numbering). */
-  firstStep: number;
-  durationS: number;
-  /** Ramp: first rate (null: ~5,000 deliveries/s), factor per step, step length, and limits. */
-  rampStart: number | null;
-  rampFactor: number;
-  stepS: number;
-  maxSteps: number;
-  drainS: number;
-  maxP99Ms: number;
-  minRatio: number;
-  threads: number;
-  concurrency: number;
-  connectTimeoutS: number;
-  log: (line: string) => void;
 }
 
-export interface StepResult {
-  step: number;
-  kind: 'ramp' | 'fixed';
-  offered_msgs_per_s: number;
-  sent: number;
-  /**
-   * Messages not sent: their publisher's socket was backed up (the server stopped reading from
-   * it: its flow control), or the publisher was closed.
-   */
-  skipped: { backlog: number; closed: number };
-  expected: number;
-  received: number;
-  delivery_ratio: number;
-  deliveries_per_s: number;
-  latency: LatencySummary;
-  drain_s: number;
-  cpu: CpuWindow;
-  server_cpu_us_per_delivery: number | null;
-  loadgen_cpu_us_per_delivery: number | null;
-  /** Busy fraction of each load generator event loop: main, then each subscriber thread. */
-  loop_busy: { main: number; subscribers: number[] };
-  /** How late the pacing timer ran at worst, in ms (a busy main thread shows here). */
-  pacing_max_lag_ms: number;
-  connections_dropped: number;
-  passed: boolean;
-  /** Why the step failed (empty if it passed). */
-  failures: string[];
-}
-
-export interface FanoutResult {
+export interface FanoutResult extends DeliveryResult {
+  scenario: 'fanout';
   subs: number;
   pubs: number;
-  size: number;
-  threads: number;
-  run_id: string;
-  connect: { subscribers: Omit<OpenResult, 'clients'>; publishers: Omit<OpenResult, 'clients'> };
-  recipients: number;
-  steps: StepResult[];
-  /** Ramp: the highest step that passed, and the first that failed. */
-  ramp: { best: StepResult | null; first_failure: StepResult | null; ended_because: string } | null;
-  fixed: StepResult | null;
-  out_of_order: number;
-  foreign_texts: number;
-  close_codes: Record<string, number>;
-  error: string | null;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const round = (x: number, digits = 3): number => Math.round(x * 10 ** digits) / 10 ** digits;
-/** A publisher whose socket holds more than this unsent is not given more (see `skipped`). */
-const PUBLISHER_BACKLOG_LIMIT = 256 * 1024;
-
-/** Default number of subscriber threads: leave the cores to the server on a small machine. */
-export function defaultThreads(): number {
-  const cores = availableParallelism();
-  return cores <= 2 ? 1 : Math.min(4, Math.floor(cores / 2));
-}
-
-/** Omit distributed over a union (plain Omit would merge its members). */
-type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
-
-/** A subscriber thread and the requests waiting for its answers. */
-class SubscriberThread {
-  readonly worker: Worker;
-  readonly opened: Promise<Omit<OpenResult, 'clients'>>;
-  private nextId = 1;
-  private readonly waiting = new Map<number, (value: unknown) => void>();
-  private failure: Error | null = null;
-
-  constructor(data: SubscriberThreadData) {
-    this.worker = new Worker(new URL('./subscriber-thread.js', import.meta.url), { workerData: data });
-    this.opened = new Promise((resolve, reject) => {
-      this.worker.on('message', (message: { type: string; id?: number; result?: Omit<OpenResult, 'clients'>; report?: DeliveryReport }) => {
-        if (message.type === 'opened') resolve(message.result!);
-        else if (message.id !== undefined) {
-          const answer = this.waiting.get(message.id);
-          this.waiting.delete(message.id);
-          answer?.(message.report ?? null);
-        }
-      });
-      this.worker.on('error', (error) => {
-        this.failure = error;
-        reject(error);
-        for (const answer of this.waiting.values()) answer(null);
-      });
-    });
-  }
-
-  private ask<T>(message: WithoutId<ToSubscriberThread>): Promise<T> {
-    if (this.failure) return Promise.reject(this.failure);
-    const id = this.nextId++;
-    return new Promise((resolve) => {
-      this.waiting.set(id, resolve as (value: unknown) => void);
-      this.worker.postMessage({ ...message, id });
-    });
-  }
-
-  report(step: number | null): Promise<DeliveryReport> {
-    return this.ask<DeliveryReport>({ type: 'report', step });
-  }
-
-  async close(): Promise<void> {
-    if (this.failure) return;
-    await this.ask({ type: 'close' });
-    await this.worker.terminate();
-  }
 }
 
 export async function runFanout(o: FanoutOptions): Promise<FanoutResult> {
@@ -174,7 +28,7 @@ export async function runFanout(o: FanoutOptions): Promise<FanoutResult> {
   const localAddresses = sourceAddresses(o.target.host, recipientsWanted);
   const threads = Math.max(1, Math.min(o.threads, o.subs));
   const result: FanoutResult = {
-    subs: o.subs, pubs: o.pubs, size: o.size, threads, run_id: runId,
+    scenario: 'fanout', subs: o.subs, pubs: o.pubs, size: o.size, threads, run_id: runId,
     connect: { subscribers: emptyOpen(), publishers: emptyOpen() },
     recipients: 0, steps: [], ramp: null, fixed: null,
     out_of_order: 0, foreign_texts: 0, close_codes: {}, error: null,
@@ -189,31 +43,26 @@ export async function runFanout(o: FanoutOptions): Promise<FanoutResult> {
 
   // ---- connect: subscribers in their threads, then publishers here ----
   o.log(`fan-out: opening ${o.subs} subscribers in ${threads} thread(s)${localAddresses ? ` from ${localAddresses.join(', ')}` : ''}`);
-  const workers: SubscriberThread[] = [];
-  for (let t = 0; t < threads; t++) {
-    const count = Math.floor(o.subs / threads) + (t < o.subs % threads ? 1 : 0);
-    workers.push(new SubscriberThread({
-      target: o.target, count, localAddresses, concurrency: Math.ceil(o.concurrency / threads),
-      timeoutMs: o.connectTimeoutS * 1000, runId, size: o.size, pubs: o.pubs,
-    }));
-  }
+  const workers: ReceiverThread[] = startThreads(o.subs, threads, (_first, count) => ({
+    target: o.target, count, localAddresses, concurrency: Math.ceil(o.concurrency / threads),
+    timeoutMs: o.connectTimeoutS * 1000, runId, size: o.size, pubs: o.pubs, framing: 'lobby', tokens: null,
+  }));
   const mainCounter = new DeliveryCounter(runId, o.size, o.pubs, o.pubs);
   let publishers: BenchSocket[] = [];
   try {
     const opened = await Promise.all(workers.map((w) => w.opened));
-    result.connect.subscribers = mergeOpenResults(opened);
+    result.connect.subscribers = mergeOpenResults(opened.map((x) => x.result));
     const pubResult = await openMany({
       target: o.target, count: o.pubs, localAddresses, concurrency: o.pubs, timeoutMs: o.connectTimeoutS * 1000,
-      onText: (client, payload) => mainCounter.onText(client.index, payload, client.receivedAtUs),
+      onText: (client, payload) => { mainCounter.onText(client.index, payload, client.receivedAtUs); },
       onClose: (client, error) => mainCounter.onClose(client.closeCode, error),
     });
     publishers = pubResult.clients;
-    result.connect.publishers = { ...pubResult, clients: undefined } as Omit<OpenResult, 'clients'>;
+    result.connect.publishers = { ...pubResult, clients: undefined } as FanoutResult['connect']['publishers'];
     const subs = result.connect.subscribers;
     o.log(`fan-out: ${subs.ready}/${o.subs} subscribers ready in ${subs.elapsed_s} s (${subs.handshakes_per_s}/s), ${publishers.length}/${o.pubs} publishers`);
     if (subs.failed > 0 || pubResult.failed > 0) {
-      const errors = { ...subs.errors };
-      for (const [k, v] of Object.entries(pubResult.errors)) errors[k] = (errors[k] ?? 0) + v;
+      const errors = openErrors(subs, pubResult);
       result.error = `could not open every connection: ${JSON.stringify(errors)}`;
       if (errors['EMFILE'] || errors['ENFILE']) result.error += ` (out of file descriptors: ${ULIMIT_HINT})`;
       if (subs.ready === 0 || publishers.length === 0) return result;
@@ -222,48 +71,16 @@ export async function runFanout(o: FanoutOptions): Promise<FanoutResult> {
     result.recipients = subs.ready + publishers.length;
     await sleep(500); // let the handshakes' garbage and the server's accept backlog settle
 
-    const bench = new StepRunner(o, workers, mainCounter, publishers, runId, result.recipients);
-    let stepNo = o.firstStep;
-
-    if (o.mode === 'ramp') {
-      let rate = o.rampStart ?? Math.max(1, round(5000 / result.recipients, 1));
-      let best: StepResult | null = null;
-      let firstFailure: StepResult | null = null;
-      let endedBecause = `reached --max-steps (${o.maxSteps}) without a failure`;
-      let retried = false;
-      for (let i = 0; i < o.maxSteps && stepNo < MAX_STEPS; i++) {
-        const step = await bench.run(stepNo++, 'ramp', rate, o.stepS);
-        result.steps.push(step);
-        o.log(describeStep(step));
-        if (!step.passed) {
-          // One hiccup (a GC pause, another process taking the core) can push a step's p99 over
-          // the bound once. So the first failure that lost nothing (no connection closed, every
-          // message delivered in the end) is repeated at the same rate; a second failure ends it.
-          const deliveredAll = step.connections_dropped === 0 && step.received >= step.expected;
-          if (!retried && deliveredAll) {
-            retried = true;
-            o.log(`fan-out: repeating the rate once to tell a hiccup from a limit`);
-            continue;
-          }
-          firstFailure = step;
-          endedBecause = `step ${step.step} failed: ${step.failures.join('; ')}`;
-          break;
-        }
-        best = step;
-        rate = round(rate * o.rampFactor, 1);
-      }
-      result.ramp = { best, first_failure: firstFailure, ended_because: endedBecause };
-    } else {
-      const rate = o.rate ?? Math.max(1, round(20000 / result.recipients, 1));
-      const step = await bench.run(stepNo++, 'fixed', rate, o.durationS);
-      result.steps.push(step);
-      result.fixed = step;
-      o.log(describeStep(step));
-    }
-    const totals = await bench.gather(null);
-    result.out_of_order = totals.outOfOrder;
-    result.foreign_texts = totals.foreign;
-    result.close_codes = totals.closeCodes;
+    // Every message reaches every open connection, the publishers' own included.
+    const templates = publishers.map((client) => new MessageTemplate(runId, client.index, o.size));
+    const seqs = publishers.map(() => 0);
+    const recipients = result.recipients;
+    const source: MessageSource = {
+      next: (i, step, sentUs) => ({ text: templates[i]!.fill(step, seqs[i]!++, sentUs), recipients }),
+    };
+    await measureDeliveries(o, {
+      threads: workers, mainCounter, publishers, source, recipients, publishersReceiveAcks: false, label: 'fan-out',
+    }, result);
     return result;
   } catch (error) {
     result.error = (error as Error).message;
@@ -272,178 +89,4 @@ export async function runFanout(o: FanoutOptions): Promise<FanoutResult> {
     for (const client of publishers) client.close();
     await Promise.all(workers.map((w) => w.close().catch(() => {})));
   }
-}
-
-/** Runs one step: paces the publishers, drains, and judges. */
-class StepRunner {
-  private readonly templates: MessageTemplate[];
-  private readonly seqs: number[];
-
-  constructor(
-    private readonly o: FanoutOptions,
-    private readonly workers: SubscriberThread[],
-    private readonly mainCounter: DeliveryCounter,
-    private readonly publishers: BenchSocket[],
-    runId: string,
-    private readonly recipients: number,
-  ) {
-    this.templates = publishers.map((_, i) => new MessageTemplate(runId, i, o.size));
-    this.seqs = publishers.map(() => 0);
-  }
-
-  /** Sums the counts of every thread and of the publishers; merges `step`'s histograms. */
-  async gather(step: number | null): Promise<{ received: Float64Array; histogram: Histogram; dropped: number; outOfOrder: number; foreign: number; closeCodes: Record<string, number> }> {
-    const reports = [this.mainCounter.report(step), ...(await Promise.all(this.workers.map((w) => w.report(step))))];
-    const received = new Float64Array(MAX_STEPS);
-    const histogram = new Histogram();
-    let dropped = 0, outOfOrder = 0, foreign = 0;
-    const closeCodes: Record<string, number> = {};
-    for (const r of reports) {
-      for (let i = 0; i < MAX_STEPS; i++) received[i]! += r.received[i]!;
-      if (r.histogram) histogram.merge(r.histogram);
-      dropped += r.dropped;
-      outOfOrder += r.outOfOrder;
-      foreign += r.foreign;
-      for (const [k, v] of Object.entries(r.closeCodes)) closeCodes[k] = (closeCodes[k] ?? 0) + v;
-    }
-    return { received, histogram, dropped, outOfOrder, foreign, closeCodes };
-  }
-
-  async run(step: number, kind: 'ramp' | 'fixed', rate: number, seconds: number): Promise<StepResult> {
-    const o = this.o;
-    const before = await this.gather(null);
-    const mainLoop0 = performance.eventLoopUtilization();
-    const subLoops0 = this.workers.map((w) => w.worker.performance.eventLoopUtilization());
-    const cpu0 = cpuSnapshot(o.serverPid);
-
-    const paced = await this.pace(step, rate, seconds);
-    const expected = paced.sent * this.recipients;
-
-    // Drain: poll the counts until the step is complete or the drain time is up.
-    const drainStart = performance.now();
-    let received = 0;
-    for (;;) {
-      received = (await this.gather(null)).received[step]!;
-      if (received >= expected || performance.now() - drainStart > o.drainS * 1000) break;
-      await sleep(25);
-    }
-    const drainS = (performance.now() - drainStart) / 1000;
-    const cpu = cpuWindow(cpu0, cpuSnapshot(o.serverPid));
-    const mainBusy = performance.eventLoopUtilization(mainLoop0).utilization;
-    const subBusy = this.workers.map((w, i) => w.worker.performance.eventLoopUtilization(subLoops0[i]).utilization);
-    const after = await this.gather(step);
-    received = after.received[step]!;
-    const latency = after.histogram.summary();
-    const dropped = after.dropped - before.dropped;
-    const ratio = expected ? received / expected : 0;
-
-    const failures: string[] = [];
-    if (ratio < o.minRatio) failures.push(`delivery ratio ${round(ratio, 4)} < ${o.minRatio}`);
-    if (latency.p99_ms !== null && latency.p99_ms > o.maxP99Ms) failures.push(`p99 ${latency.p99_ms} ms > ${o.maxP99Ms} ms`);
-    if (dropped > 0) failures.push(`${dropped} connection(s) closed (${Object.entries(after.closeCodes).map(([k, v]) => `${k}: ${v}`).join(', ')})`);
-    if (paced.skipped.backlog > 0) failures.push(`${paced.skipped.backlog} message(s) not sent: the server stopped reading from the publishers`);
-    if (paced.skipped.closed > 0) failures.push(`${paced.skipped.closed} message(s) not sent: their publisher was closed`);
-    // The pacer catches up after a late tick, so it falls short only when its thread is swamped.
-    if (paced.elapsedS > seconds * 1.05 + 0.05) failures.push(`the load generator offered only ${round(paced.sent / paced.elapsedS, 1)} msg/s`);
-
-    return {
-      step, kind,
-      offered_msgs_per_s: rate,
-      sent: paced.sent,
-      skipped: paced.skipped,
-      expected,
-      received,
-      delivery_ratio: round(ratio, 4),
-      deliveries_per_s: Math.round(received / cpu.wall_s),
-      latency,
-      drain_s: round(drainS),
-      cpu,
-      server_cpu_us_per_delivery: cpu.server_cpu_s === null || !received ? null : round((cpu.server_cpu_s * 1e6) / received, 2),
-      loadgen_cpu_us_per_delivery: received ? round((cpu.loadgen_cpu_s * 1e6) / received, 2) : null,
-      loop_busy: { main: round(mainBusy, 2), subscribers: subBusy.map((x) => round(x, 2)) },
-      pacing_max_lag_ms: round(paced.maxLagMs, 1),
-      connections_dropped: dropped,
-      passed: failures.length === 0,
-      failures,
-    };
-  }
-
-  /**
-   * Sends `rate` messages per second for `seconds`, spread round-robin over the publishers.
-   * A 1 ms timer catches up with the schedule: each tick sends every message due by now, so a
-   * late tick sends a small burst instead of lowering the rate. Sends made in one tick are corked
-   * into one write per publisher.
-   */
-  private pace(step: number, rate: number, seconds: number): Promise<{ sent: number; skipped: { backlog: number; closed: number }; maxLagMs: number; elapsedS: number }> {
-    const total = Math.max(1, Math.round(rate * seconds));
-    const pubs = this.publishers;
-    let attempted = 0, sent = 0, next = 0, maxLagMs = 0;
-    const skipped = { backlog: 0, closed: 0 };
-    return new Promise((resolve) => {
-      const start = performance.now();
-      let timer: NodeJS.Timeout | null = null;
-      const tick = (): void => {
-        const elapsedMs = performance.now() - start;
-        const due = Math.min(total, Math.floor((rate * elapsedMs) / 1000) + 1);
-        if (due > attempted) {
-          maxLagMs = Math.max(maxLagMs, elapsedMs - (attempted * 1000) / rate);
-          for (const p of pubs) p.socket.cork();
-          while (attempted < due) {
-            attempted++;
-            const i = next;
-            next = (next + 1) % pubs.length;
-            const pub = pubs[i]!;
-            if (!pub.ready) {
-              skipped.closed++;
-              continue;
-            }
-            if (pub.socket.writableLength > PUBLISHER_BACKLOG_LIMIT) {
-              skipped.backlog++;
-              continue;
-            }
-            // The template is rewritten in place; encodeMaskedFrame copies it into a new frame.
-            const text = this.templates[i]!.fill(step, this.seqs[i]!++, monoUs());
-            pub.sendFrame(encodeMaskedFrame(Opcode.TEXT, text));
-            sent++;
-          }
-          for (const p of pubs) p.socket.uncork();
-        }
-        if (attempted >= total) {
-          if (timer) clearInterval(timer);
-          resolve({ sent, skipped, maxLagMs, elapsedS: (performance.now() - start) / 1000 });
-          return;
-        }
-        timer ??= setInterval(tick, 1);
-      };
-      tick();
-    });
-  }
-}
-
-function emptyOpen(): Omit<OpenResult, 'clients'> {
-  return { ready: 0, failed: 0, errors: {}, elapsed_s: 0, handshakes_per_s: 0, handshake_latency: new Histogram().summary(), greeting: null };
-}
-
-/** Connection results of several threads as one (the threads opened in parallel). */
-function mergeOpenResults(parts: Omit<OpenResult, 'clients'>[]): Omit<OpenResult, 'clients'> {
-  const merged = emptyOpen();
-  for (const part of parts) {
-    merged.ready += part.ready;
-    merged.failed += part.failed;
-    for (const [k, v] of Object.entries(part.errors)) merged.errors[k] = (merged.errors[k] ?? 0) + v;
-    merged.elapsed_s = Math.max(merged.elapsed_s, part.elapsed_s);
-    merged.greeting ??= part.greeting;
-  }
-  merged.handshakes_per_s = merged.elapsed_s ? Math.round(merged.ready / merged.elapsed_s) : 0;
-  // Percentiles do not add up across threads; keep the slowest thread's, which bounds the rest.
-  merged.handshake_latency = parts.reduce((worst, p) => ((p.handshake_latency.p99_ms ?? 0) > (worst.p99_ms ?? 0) ? p.handshake_latency : worst), merged.handshake_latency);
-  return merged;
-}
-
-/** One progress line per step. */
-function describeStep(s: StepResult): string {
-  const server = s.cpu.server_cores === null ? '' : ` server ${s.cpu.server_cores} cores,`;
-  return `fan-out ${s.kind} step ${s.step}: ${s.offered_msgs_per_s} msg/s → ${s.deliveries_per_s} deliveries/s, ratio ${s.delivery_ratio}, ` +
-    `p50 ${s.latency.p50_ms} ms, p99 ${s.latency.p99_ms} ms,${server} loadgen loops ${s.loop_busy.main}/${s.loop_busy.subscribers.join('/')} busy` +
-    ` — ${s.passed ? 'pass' : `FAIL (${s.failures.join('; ')})`}`;
 }

@@ -4,8 +4,10 @@
 //   codec    the frame codec alone, in this process (codec.ts)
 //   http     GET / requests per second over keep-alive connections (http-load.ts)
 //   idle     server memory per open connection, handshakes per second (idle.ts)
-//   fanout   chat broadcast: deliveries per second, delivery ratio, latency, server CPU per
+//   fanout   the lobby's broadcast: deliveries per second, delivery ratio, latency, server CPU per
 //            delivery; a ramp to the highest rate delivered completely, then a fixed rate (fanout.ts)
+//   rooms    the same figures for rooms: R rooms × M members, P publishers sending new_message
+//            (rooms.ts); both run on the same measuring machinery (deliveries.ts)
 //
 // and prints one table per scenario, the machine, and what the load generator itself used. The
 // load generator is a Node process on the same machine as the server: when it saturates, it, not
@@ -18,36 +20,54 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Target } from './client.js';
 import { runCodec, type CodecRow } from './codec.js';
-import { defaultThreads, runFanout, type FanoutResult, type StepResult } from './fanout.js';
+import { defaultThreads, type DeliveryOptions, type DeliveryResult, type StepResult } from './deliveries.js';
+import { runFanout, type FanoutResult } from './fanout.js';
 import { runHttp, type HttpResult } from './http-load.js';
 import { runIdle, type IdleResult } from './idle.js';
-import { MAX_PUBLISHERS, MIN_SIZE } from './message.js';
+import { MAX_PUBLISHERS, MIN_SIZE, textLength } from './message.js';
 import { HAVE_PROC, openFilesLimit, type CpuWindow } from './proc.js';
 import { num, table } from './report.js';
+import { BENCH_RATE, roomsServerEnv, runRooms, type RoomsResult } from './rooms.js';
 import { startServer, type ServerHandle } from './server-process.js';
+import { checkSecret } from '../jwt.js';
 
 const USAGE = `Usage: npm run bench -- [options]      (or: node dist/bench/main.js [options])
 
-Benchmarks the chat server: codec throughput, HTTP requests/s, idle connections, chat fan-out.
-By default it starts \`node dist/main.js --workers W\` itself, a fresh server per scenario.
+Benchmarks the chat server: codec throughput, HTTP requests/s, idle connections, the lobby's
+fan-out and rooms. By default it starts \`node dist/main.js --workers W\` itself, a fresh server
+per scenario.
 
 Scenarios and server:
-  --only LIST           scenarios to run, comma-separated: codec,http,idle,fanout (default all)
+  --only LIST           scenarios to run, comma-separated: codec,http,idle,fanout,rooms
+                        (default all)
   --workers N           server worker processes (default 1)
   --url URL             benchmark a running server instead (e.g. http://127.0.0.1:8080);
                         its CPU and memory are measured only with --server-pid
   --server-pid PID      root process of the server at --url, for /proc accounting
-  --quick               a fast smoke run of every scenario (< 30 s); flags given override it
+  --quick               a fast smoke run of every scenario (< 40 s); flags given override it
 
-Fan-out (C subscribers, P publishers on /chat):
+Lobby fan-out (C subscribers, P publishers on /chat; every message reaches every connection):
   --subs LIST           subscriber counts, one run each (default 1000; e.g. 100,1000,5000)
   --pubs N              publishers (default 2)
-  --size BYTES          published JSON text size (default 128, at least ${MIN_SIZE}; the chat
-                        accepts messages up to 4096 characters unless CHAT_MAX_MESSAGE_LENGTH)
+
+Rooms (R rooms of M members; P publishers, each a member of R/P rooms, send new_message;
+every message reaches its room's M members, the publisher's own copy being its answer):
+  --rooms R             rooms (default 50; --quick 10)
+  --members M           members per room, the publisher included (default 20; --quick 10)
+  --publishers P        publishers, at most R: one per room by default
+  The server started for rooms gets a fresh CHAT_SECRET and CHAT_RATE_PER_SECOND =
+  CHAT_RATE_BURST = ${BENCH_RATE}, so that the rate limiter does not refuse the load (and
+  CHAT_MAX_ROOM_MEMBERS / CHAT_MAX_ROOMS_PER_USER when M or R/P pass 100). With --url, set
+  CHAT_SECRET to the server's secret; its own limits apply.
+
+Both fan-out scenarios:
+  --size BYTES          the lobby's published JSON size (default 128, at least ${MIN_SIZE}); a
+                        room message's text is the lobby message's (BYTES - ${MIN_SIZE - textLength(MIN_SIZE)} characters)
   --mode MODE           ramp, fixed, or both: a ramp, then a fixed run at half its best rate
                         on a fresh server (default both)
   --rate MSGS           fixed run's rate, messages/s over all publishers (default: half the
-                        ramp's best; without a ramp, about 20,000 deliveries/s)
+                        ramp's best, or of its first rate if no step passed; without a ramp,
+                        about 20,000 deliveries/s)
   --duration S          fixed run's duration (default 10)
   --step S              ramp step duration (default 3)
   --ramp-start MSGS     first ramp rate (default: about 5,000 deliveries/s)
@@ -55,7 +75,7 @@ Fan-out (C subscribers, P publishers on /chat):
   --max-steps N         most ramp steps (default 20)
   --max-p99 MS          a ramp step fails above this p99 latency (default 500)
   --drain S             time a step's last messages may take to arrive (default 2)
-  --threads N           load generator threads for subscribers (default ${defaultThreads()} here)
+  --threads N           load generator threads for receivers (default ${defaultThreads()} here)
 
 Idle, HTTP, codec:
   --idle-conns LIST     connection counts to reach, ascending (default 1000,10000)
@@ -77,6 +97,9 @@ interface Options {
   quick: boolean;
   subs: number[];
   pubs: number;
+  rooms: number;
+  members: number;
+  publishers: number;
   size: number;
   mode: 'ramp' | 'fixed' | 'both';
   rate: number | null;
@@ -102,12 +125,12 @@ interface Options {
 
 class UsageError extends Error {}
 
-const SCENARIOS = ['codec', 'http', 'idle', 'fanout'];
+const SCENARIOS = ['codec', 'http', 'idle', 'fanout', 'rooms'];
 
-/** The default profile (a few minutes on a 2-core machine) and the --quick one (< 30 s). */
+/** The default profile (a few minutes on a 2-core machine) and the --quick one (< 40 s). */
 const PROFILES = {
-  default: { subs: [1000], durationS: 10, stepS: 3, maxSteps: 20, drainS: 2, idleConns: [1000, 10000], httpDurationS: 5, httpWarmupS: 1, codecTimeS: 0.3, settleS: 1, holdS: 2 },
-  quick: { subs: [100], durationS: 2, stepS: 1, maxSteps: 4, drainS: 1, idleConns: [200, 1000], httpDurationS: 1, httpWarmupS: 0.3, codecTimeS: 0.05, settleS: 0.3, holdS: 0.5 },
+  default: { subs: [1000], rooms: 50, members: 20, durationS: 10, stepS: 3, maxSteps: 20, drainS: 2, idleConns: [1000, 10000], httpDurationS: 5, httpWarmupS: 1, codecTimeS: 0.3, settleS: 1, holdS: 2 },
+  quick: { subs: [100], rooms: 10, members: 10, durationS: 2, stepS: 1, maxSteps: 4, drainS: 1, idleConns: [200, 1000], httpDurationS: 1, httpWarmupS: 0.3, codecTimeS: 0.05, settleS: 0.3, holdS: 0.5 },
 };
 
 function parseOptions(argv: string[]): Options | 'help' {
@@ -120,7 +143,7 @@ function parseOptions(argv: string[]): Options | 'help' {
       allowPositionals: false,
       options: {
         only: string, workers: string, url: string, 'server-pid': string, quick: { type: 'boolean' },
-        subs: string, pubs: string, size: string, mode: string, rate: string, duration: string, step: string,
+        subs: string, pubs: string, rooms: string, members: string, publishers: string, size: string, mode: string, rate: string, duration: string, step: string,
         'ramp-start': string, 'ramp-factor': string, 'max-steps': string, 'max-p99': string, drain: string,
         threads: string, 'idle-conns': string, concurrency: string, 'http-conns': string,
         'http-duration': string, 'codec-time': string, json: string, help: { type: 'boolean' },
@@ -170,6 +193,10 @@ function parseOptions(argv: string[]): Options | 'help' {
   if (text('server-pid') !== undefined && url === null) throw new UsageError('--server-pid goes with --url (a server started by the benchmark is measured anyway)');
   const idleConns = list('idle-conns', profile.idleConns, 1, 1_000_000);
   if (idleConns.some((v, i) => i > 0 && v <= idleConns[i - 1]!)) throw new UsageError('--idle-conns must be ascending (each level adds connections to the previous one)');
+  const rooms = number('rooms', profile.rooms, 1, 100_000);
+  // The settings' bound on CHAT_MAX_ROOM_MEMBERS (config.ts).
+  const members = number('members', profile.members, 2, 100_000);
+  const publishers = number('publishers', Math.min(rooms, MAX_PUBLISHERS), 1, Math.min(rooms, MAX_PUBLISHERS));
 
   return {
     only,
@@ -179,6 +206,9 @@ function parseOptions(argv: string[]): Options | 'help' {
     quick: Boolean(values['quick']),
     subs: list('subs', profile.subs, 1, 1_000_000),
     pubs: number('pubs', 2, 1, MAX_PUBLISHERS),
+    rooms,
+    members,
+    publishers,
     size: number('size', 128, MIN_SIZE, 1_000_000),
     mode,
     rate: text('rate') === undefined ? null : number('rate', 0, 0.1, 10_000_000, false),
@@ -222,8 +252,11 @@ interface ServerInfo {
   exitedWith: string | null;
 }
 
-/** Runs `body` against a fresh server (or the --url one) and stops the server afterwards. */
-async function withServer<T>(o: Options, extraArgs: string[], body: (server: ServerInfo) => Promise<T>): Promise<{ value: T; server: ServerInfo }> {
+/**
+ * Runs `body` against a fresh server (or the --url one) and stops the server afterwards. `env` is
+ * added to the fresh server's environment.
+ */
+async function withServer<T>(o: Options, extraArgs: string[], body: (server: ServerInfo) => Promise<T>, env: Record<string, string> = {}): Promise<{ value: T; server: ServerInfo }> {
   if (o.url !== null) {
     const parsed = new URL(o.url);
     const server: ServerInfo = {
@@ -232,7 +265,7 @@ async function withServer<T>(o: Options, extraArgs: string[], body: (server: Ser
     };
     return { value: await body(server), server };
   }
-  const handle = await startServer(o.workers, extraArgs);
+  const handle = await startServer(o.workers, extraArgs, env);
   currentServer = handle;
   const server: ServerInfo = { target: { host: handle.host, port: handle.port }, pid: handle.pid, logLines: handle.logLines, exitedWith: null };
   try {
@@ -358,9 +391,9 @@ function stepRow(s: StepResult): (string | number | null)[] {
 }
 
 /** A ramp run and the fixed run after it, as one result (their steps numbered in sequence). */
-function combineFanout(parts: FanoutResult[]): FanoutResult {
+function combineRuns<R extends DeliveryResult>(parts: R[]): R {
   const [first, ...rest] = parts;
-  const combined: FanoutResult = { ...first!, steps: [...first!.steps], close_codes: { ...first!.close_codes } };
+  const combined: R = { ...first!, steps: [...first!.steps], close_codes: { ...first!.close_codes } };
   for (const part of rest) {
     combined.steps.push(...part.steps);
     combined.fixed ??= part.fixed;
@@ -373,19 +406,40 @@ function combineFanout(parts: FanoutResult[]): FanoutResult {
   return combined;
 }
 
-function printFanout(r: FanoutResult, o: Options): void {
-  const subs = r.connect.subscribers;
+/** Rooms: the error answers of both runs, summed (each run has its own server). */
+function combineErrorAnswers(parts: RoomsResult[]): Record<string, number> {
+  const total: Record<string, number> = {};
+  for (const part of parts) for (const [k, v] of Object.entries(part.error_answers)) total[k] = (total[k] ?? 0) + v;
+  return total;
+}
+
+/** The title line of a delivery scenario's table. */
+function deliveryTitle(r: FanoutResult | RoomsResult): string {
+  const receivers = r.connect.subscribers;
+  if (r.scenario === 'fanout') {
+    return `Fan-out (lobby): ${r.subs} subscribers + ${r.pubs} publishers (${r.recipients} recipients), ${r.size} B messages, ` +
+      `${r.threads} subscriber thread(s); connected in ${num(receivers.elapsed_s, 2)} s (${num(receivers.handshakes_per_s)}/s)`;
+  }
+  return `Rooms: ${num(r.rooms)} rooms × ${r.members} members (${num(r.connections)} connections), ${r.publishers} publisher(s) sending new_message ` +
+    `(${num(r.recipients)} deliveries per message, the publisher's own copy = its ack), ${textLength(r.size)}-character texts, ` +
+    `${r.threads} member thread(s); ${num(r.setup.signed_in)} signed in and ${num(r.setup.rooms_created)} rooms created in ${num(r.setup.elapsed_s, 2)} s`;
+}
+
+function printDeliveries(r: FanoutResult | RoomsResult, o: Options): void {
+  const name = r.scenario === 'fanout' ? `Fan-out (lobby): ${r.subs} subscribers + ${r.pubs} publishers` : `Rooms: ${r.rooms} rooms × ${r.members} members, ${r.publishers} publishers`;
   if (r.steps.length === 0) {
-    print(`Fan-out: ${r.subs} subscribers + ${r.pubs} publishers: no measurement`);
+    print(`${name}: no measurement`);
     if (r.error) print(`  ! ${r.error}`);
     return;
   }
   print(table(
-    `Fan-out: ${r.subs} subscribers + ${r.pubs} publishers (${r.recipients} recipients), ${r.size} B messages, ` +
-    `${r.threads} subscriber thread(s); connected in ${num(subs.elapsed_s, 2)} s (${num(subs.handshakes_per_s)}/s)`,
+    deliveryTitle(r),
     ['step', 'kind', 'offered msg/s', 'deliveries/s', 'ratio', 'p50 ms', 'p99 ms', 'max ms', 'server cores', 'server µs/delivery', 'loadgen cores', 'loops busy main/subs', 'result'],
     r.steps.map(stepRow),
   ));
+  if (r.scenario === 'rooms' && o.url === null) {
+    print(`  Rate limit raised for the benchmark (CHAT_RATE_PER_SECOND = CHAT_RATE_BURST = ${BENCH_RATE} per connection): these figures are throughput, not the limiter.`);
+  }
   if (r.ramp) {
     const b = r.ramp.best;
     print(b
@@ -399,9 +453,64 @@ function printFanout(r: FanoutResult, o: Options): void {
     print(`  Fixed ${num(f.offered_msgs_per_s, 1)} msg/s for ${num(o.durationS, 1)} s: ${num(f.received)} of ${num(f.expected)} deliveries ` +
       `(ratio ${num(f.delivery_ratio, 4)}), p50 ${num(f.latency.p50_ms, 2)} ms, p99 ${num(f.latency.p99_ms, 2)} ms, max ${num(f.latency.max_ms, 2)} ms`);
   }
+  if (r.scenario === 'rooms') {
+    const sent = r.steps.reduce((n, s) => n + s.sent, 0);
+    const acks = r.steps.reduce((n, s) => n + (s.acks ?? 0), 0);
+    print(`  Acknowledgements (the publishers' own copies): ${num(acks)} of ${num(sent)} messages sent` +
+      (Object.keys(r.error_answers).length > 0 ? `; error answers: ${JSON.stringify(r.error_answers)}` : '; no error answer'));
+  }
   if (r.out_of_order > 0) print(`  ! ${r.out_of_order} deliveries arrived out of order (or twice) from their publisher`);
   if (Object.keys(r.close_codes).length > 0) print(`  ! connections closed during the run: ${JSON.stringify(r.close_codes)}`);
   if (r.error) print(`  ! ${r.error}`);
+}
+
+/**
+ * A delivery scenario (the lobby's fan-out, rooms): a ramp that finds the capacity, then a fixed
+ * run at half of it that measures the latency of a server with headroom (--mode both). Each on a
+ * fresh server with fresh connections: a ramp that ends past saturation may leave connections
+ * closed and queues full behind it. Returns the result for --json; false if it could not run.
+ */
+async function runDeliveryScenario<R extends FanoutResult | RoomsResult>(
+  o: Options, scenario: string, env: () => Record<string, string>,
+  run: (delivery: DeliveryOptions, env: Record<string, string>) => Promise<R>,
+): Promise<{ report: unknown; ok: boolean }> {
+  const options = (mode: 'ramp' | 'fixed', rate: number | null, firstStep: number, server: ServerInfo): DeliveryOptions => ({
+    target: chatTarget(server), serverPid: server.pid, size: o.size, mode, rate, firstStep,
+    durationS: o.durationS, rampStart: o.rampStart, rampFactor: o.rampFactor, stepS: o.stepS,
+    maxSteps: o.maxSteps, drainS: o.drainS, maxP99Ms: o.maxP99Ms, minRatio: 0.999, threads: o.threads,
+    concurrency: o.concurrency, connectTimeoutS: 60, log,
+  });
+  const runOnFreshServer = (mode: 'ramp' | 'fixed', rate: number | null, firstStep: number): Promise<{ value: R; server: ServerInfo }> => {
+    const serverEnv = env(); // a fresh secret for each server
+    return withServer(o, [], (server) => run(options(mode, rate, firstStep, server), serverEnv), serverEnv);
+  };
+  try {
+    const parts: { value: R; server: ServerInfo }[] = [];
+    if (o.mode !== 'fixed') parts.push(await runOnFreshServer('ramp', null, 1));
+    if (o.mode !== 'ramp') {
+      // Half the ramp's best; if no step passed, half its first rate (which was already too much:
+      // the default of ~20,000 deliveries/s would only measure an overloaded server).
+      const ramp = parts[0]?.value;
+      const base = ramp?.ramp?.best?.offered_msgs_per_s ?? ramp?.steps[0]?.offered_msgs_per_s;
+      const rate = o.rate ?? (base ? Math.max(0.1, Math.round(base * 5) / 10) : null);
+      parts.push(await runOnFreshServer('fixed', rate, (parts[0]?.value.steps.length ?? 0) + 1));
+    }
+    const value = combineRuns(parts.map((p) => p.value));
+    if (value.scenario === 'rooms') value.error_answers = combineErrorAnswers(parts.map((p) => p.value as RoomsResult));
+    printDeliveries(value, o);
+    // Judge saturation where it matters: the best ramp step, the first failing one, the fixed run.
+    for (const step of [value.ramp?.best, value.ramp?.first_failure, value.fixed]) {
+      if (step) checkLoadgen(scenario, `step ${step.step}`, step.loop_busy, step.cpu);
+    }
+    cpuWarnings(scenario);
+    if (value.error) warnings.push(`${scenario}: ${value.error}`);
+    if (value.scenario === 'rooms' && Object.keys(value.error_answers).length > 0) warnings.push(`${scenario}: error answers ${JSON.stringify(value.error_answers)}`);
+    for (const part of parts) serverNotes(`${scenario} (${part.value.ramp ? 'ramp' : 'fixed'})`, part.server);
+    return { report: { ...value, server_log: parts.flatMap((p) => p.server.logLines) }, ok: true };
+  } catch (error) {
+    print(`${scenario}: could not run: ${(error as Error).message}`);
+    return { report: { error: (error as Error).message }, ok: false };
+  }
 }
 
 async function main(): Promise<void> {
@@ -490,42 +599,42 @@ async function main(): Promise<void> {
   if (o.only.has('fanout')) {
     const results: unknown[] = [];
     for (const subs of o.subs) {
-      const scenario = `fan-out ${subs} subscribers`;
-      const options = (mode: 'ramp' | 'fixed', rate: number | null, firstStep: number) => (server: ServerInfo) => runFanout({
-        target: chatTarget(server), serverPid: server.pid, subs, pubs: o.pubs, size: o.size, mode, rate, firstStep,
-        durationS: o.durationS, rampStart: o.rampStart, rampFactor: o.rampFactor, stepS: o.stepS,
-        maxSteps: o.maxSteps, drainS: o.drainS, maxP99Ms: o.maxP99Ms, minRatio: 0.999, threads: o.threads,
-        concurrency: o.concurrency, connectTimeoutS: 60, log,
-      });
-      try {
-        // --mode both: the ramp finds the capacity, then a fixed run at half of it measures the
-        // latency of a server with headroom. Each on a fresh server with fresh connections: a ramp
-        // that ends past saturation may leave connections closed and queues full behind it.
-        const parts: { value: FanoutResult; server: ServerInfo }[] = [];
-        if (o.mode !== 'fixed') parts.push(await withServer(o, [], options('ramp', null, 1)));
-        if (o.mode !== 'ramp') {
-          const best = parts[0]?.value.ramp?.best?.offered_msgs_per_s;
-          const rate = o.rate ?? (best ? Math.max(1, Math.round(best * 5) / 10) : null);
-          parts.push(await withServer(o, [], options('fixed', rate, (parts[0]?.value.steps.length ?? 0) + 1)));
-        }
-        const value = combineFanout(parts.map((p) => p.value));
-        results.push({ ...value, server_log: parts.flatMap((p) => p.server.logLines) });
-        printFanout(value, o);
-        // Judge saturation where it matters: the best ramp step, the first failing one, the fixed run.
-        for (const step of [value.ramp?.best, value.ramp?.first_failure, value.fixed]) {
-          if (step) checkLoadgen(scenario, `step ${step.step}`, step.loop_busy, step.cpu);
-        }
-        cpuWarnings(scenario);
-        if (value.error) warnings.push(`${scenario}: ${value.error}`);
-        for (const part of parts) serverNotes(`${scenario} (${part.value.ramp ? 'ramp' : 'fixed'})`, part.server);
-      } catch (error) {
-        failed = true;
-        results.push({ subs, error: (error as Error).message });
-        print(`Fan-out ${subs}: could not run: ${(error as Error).message}`);
-      }
+      const done = await runDeliveryScenario(o, `fan-out ${subs} subscribers`, () => ({}),
+        (delivery) => runFanout({ ...delivery, subs, pubs: o.pubs }));
+      results.push(done.ok ? done.report : { subs, ...(done.report as object) });
+      failed ||= !done.ok;
       print();
     }
     report['fanout'] = results;
+  }
+
+  if (o.only.has('rooms')) {
+    const scenario = `rooms ${o.rooms}×${o.members}`;
+    // Against --url the tokens must be signed with that server's secret, which only the operator knows.
+    let urlSecret: Buffer | null = null;
+    let problem: string | null = null;
+    try {
+      urlSecret = o.url === null ? null : checkSecret(process.env['CHAT_SECRET']);
+      if (o.url !== null && urlSecret === null) problem = 'rooms against --url need the server\'s secret: set CHAT_SECRET in the benchmark\'s environment';
+    } catch (error) {
+      problem = (error as Error).message;
+    }
+    if (problem !== null) {
+      failed = true;
+      report['rooms'] = { error: problem };
+      print(`Rooms: could not run: ${problem}`);
+    } else {
+      // Each fresh server gets its own secret (in its environment); tokens are signed with it.
+      const done = await runDeliveryScenario(o, scenario,
+        () => (o.url === null ? roomsServerEnv(o.rooms, o.members, o.publishers) : {}),
+        (delivery, env) => runRooms({
+          ...delivery, rooms: o.rooms, members: o.members, publishers: o.publishers,
+          secret: urlSecret ?? Buffer.from(env['CHAT_SECRET']!, 'utf8'),
+        }));
+      report['rooms'] = done.report;
+      failed ||= !done.ok;
+    }
+    print();
   }
 
   const totalS = (performance.now() - startedMs) / 1000;

@@ -4,6 +4,8 @@
 // --workers W` as a child process: port 0 lets the OS pick a free port, and the server announces
 // the one it got on stdout (`listening on http://HOST:PORT`), which is how we learn it. Each
 // scenario gets a fresh server, so no scenario inherits another's connections, history or heap.
+// A scenario may add to the server's environment: the rooms scenario sets CHAT_SECRET and the
+// rate limit there (rooms.ts), which is how an operator configures the chat too.
 //
 // The server's stderr (warnings and errors only, at --log-level warning) is collected: a
 // "slow consumer" or "IPC backlog" warning during a run explains a failed step, so the report
@@ -25,10 +27,10 @@ export interface ServerHandle {
 const MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
 const START_TIMEOUT_MS = 20_000;
 
-/** `env` replaces the environment the server inherits (the fuzzer adds NODE_OPTIONS with it). */
-export function startServer(workers: number, extraArgs: string[] = [], env: NodeJS.ProcessEnv = process.env): Promise<ServerHandle> {
+/** Starts the server with `extraArgs` on its command line and `env` added to this process's environment. */
+export function startServer(workers: number, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<ServerHandle> {
   const args = [MAIN, '--port', '0', '--host', '127.0.0.1', '--log-level', 'warning', '--workers', String(workers), ...extraArgs];
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const logLines: string[] = [];
   let exited: Promise<void>;
   return new Promise((resolve, reject) => {

@@ -167,10 +167,10 @@ async function main(): Promise<number> {
 
   print(`fuzz: seed ${options.seed} (repeat with --seed ${options.seed}), ${options.seconds} s, `
     + `${options.workers} worker${options.workers === 1 ? '' : 's'}, ${options.concurrency} attackers`);
-  let env = process.env;
+  let env: NodeJS.ProcessEnv = {};
   if (options.heapSnapshots) {
     mkdirSync(options.heapSnapshots, { recursive: true });
-    env = { ...process.env, NODE_OPTIONS: snapshotNodeOptions(options.heapSnapshots, process.env.NODE_OPTIONS) };
+    env = { NODE_OPTIONS: snapshotNodeOptions(options.heapSnapshots, process.env.NODE_OPTIONS) };
   }
   const server = await startServer(options.workers, options.serverArgs, env);
   const failures: string[] = [];
