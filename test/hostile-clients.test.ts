@@ -10,7 +10,7 @@
 //     application never sees them.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ByteReader, httpOnce, openHttp, openSocket, write } from './helpers/raw-ws.js';
+import { ByteReader, httpOnce, openHttp, openSocket, waitForOutput, write } from './helpers/raw-ws.js';
 import { startServer, type RunningServer } from './helpers/server.js';
 
 const REFUSED_HANDSHAKE = 'GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
@@ -154,7 +154,8 @@ describe('--limit-concurrency: connections over the limit', () => {
     assert.equal(everything.match(/HTTP\/1\.1 /g)?.length, 1, `one response only: ${JSON.stringify(everything)}`);
     assert.match(everything, /^HTTP\/1\.1 503 Service Unavailable\r\n[^]*\r\n\r\nService Unavailable: too many connections\n$/);
     third.destroy();
-    assert.match(server.output(), /1 connection over --limit-concurrency 2 answered 503/);
+    // The log line reaches us through the server's stderr pipe, maybe after the 503 did: wait for it.
+    await waitForOutput(server, /1 connection over --limit-concurrency 2 answered 503/, 5000);
 
     // Closing one of the two frees its place: the next connection is served.
     http.close();
