@@ -49,7 +49,9 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
   let out = '';
   proc.stdout!.setEncoding('utf8').on('data', (s: string) => { out += s; });
   proc.stderr!.setEncoding('utf8').on('data', (s: string) => { out += s; });
-  const exited = once(proc, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
+  // 'close', not 'exit': it comes once the output pipes are drained too, so that a test reading
+  // output() after the exit sees every line the process wrote.
+  const exited = once(proc, 'close').then(([code, signal]) => (code ?? signal) as number | string);
 
   const [scheme, port] = await new Promise<['http' | 'https', number]>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -97,7 +99,7 @@ export async function runMain(args: string[], timeoutMs = 15000, env: NodeJS.Pro
   proc.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
   proc.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
   const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-  const [code, signal] = await once(proc, 'exit');
+  const [code, signal] = await once(proc, 'close'); // after the output pipes are drained (see above)
   clearTimeout(timer);
   return { code: (code ?? signal) as number | string, stdout, stderr };
 }
