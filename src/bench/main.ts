@@ -62,7 +62,8 @@ every message reaches its room's M members, the publisher's own copy being its a
 
 Both fan-out scenarios:
   --size BYTES          the lobby's published JSON size (default 128, at least ${MIN_SIZE}); a
-                        room message's text is the lobby message's (BYTES - ${MIN_SIZE - textLength(MIN_SIZE)} characters)
+                        room message's text is the lobby message's (BYTES - ${MIN_SIZE - textLength(MIN_SIZE)} characters;
+                        the chat accepts up to 4096 unless CHAT_MAX_MESSAGE_LENGTH)
   --mode MODE           ramp, fixed, or both: a ramp, then a fixed run at half its best rate
                         on a fresh server (default both)
   --rate MSGS           fixed run's rate, messages/s over all publishers (default: half the
