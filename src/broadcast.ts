@@ -35,7 +35,7 @@
 import cluster from 'node:cluster';
 import { CHAT_LIMITS, type ChatConfig } from './config.js';
 import { RoomsClient } from './rooms/client.js';
-import type { RoomsToPrimary, RoomsToWorker } from './rooms/ipc.js';
+import type { RoomEvent, RoomsToPrimary, RoomsToWorker } from './rooms/ipc.js';
 import { RoomRouter } from './rooms/router.js';
 import { log } from './server/logger.js';
 import { SubscriberQueue } from './subscriber-queue.js';
@@ -195,6 +195,8 @@ export class Hub {
   private outbox: string[] = [];
   /** Subscribers closed this turn, not yet reported to the primary (sent with the outbox). */
   private unsubscribed = 0;
+  /** The rooms' events of this turn (rooms/client.ts), sent with the outbox. */
+  private roomEvents: RoomEvent[] = [];
   private flushScheduled = false;
   private pausedByPrimary = false;
   private resumed: Promise<void> | null = null;
@@ -217,7 +219,10 @@ export class Hub {
   constructor(config: ChatConfig, link: PrimaryLink) {
     this.config = config;
     this.link = link;
-    this.rooms = new RoomsClient((message) => link.send(message));
+    this.rooms = new RoomsClient((event) => {
+      this.roomEvents.push(event);
+      this.scheduleFlush();
+    });
   }
 
   /** Local WebSocket subscribers (shown by /healthz). */
@@ -338,7 +343,7 @@ export class Hub {
     setImmediate(() => this.flushOutbox());
   }
 
-  /** This turn's publishes and unsubscribes, one IPC message each at most. */
+  /** This turn's publishes, unsubscribes and rooms events, one IPC message each at most. */
   private flushOutbox(): void {
     this.flushScheduled = false;
     if (this.outbox.length > 0) {
@@ -350,6 +355,11 @@ export class Hub {
       const n = this.unsubscribed;
       this.unsubscribed = 0;
       this.link.send({ t: 'chat:unsub', n });
+    }
+    if (this.roomEvents.length > 0) {
+      const m = this.roomEvents;
+      this.roomEvents = [];
+      this.link.send({ t: 'room:in', m });
     }
   }
 

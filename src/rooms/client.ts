@@ -13,9 +13,10 @@
 //     copy is the same string in its bounded queue (subscriber-queue.ts), where it waits with the
 //     lobby's messages: a slow reader is closed with 1008 "slow consumer" whatever it falls behind on,
 //     and the server encodes the frame once for all of them (server/frame-cache.ts).
-//   Batching: what this worker's connections do in one turn travels as one IPC message.
+//   Batching: what this worker's connections do in one turn travels as one IPC message, sent by
+//     the hub together with the lobby's (broadcast.ts, Hub.flushOutbox).
 import type { SubscriberQueue } from '../subscriber-queue.js';
-import type { RoomDelivery, RoomEvent, RoomsToPrimary } from './ipc.js';
+import type { RoomDelivery, RoomEvent } from './ipc.js';
 
 interface RoomConnection {
   queue: SubscriberQueue;
@@ -25,16 +26,15 @@ interface RoomConnection {
 }
 
 export class RoomsClient {
-  private readonly send: (message: RoomsToPrimary) => void;
+  /** Hands an event to the hub, which sends this turn's events as one IPC message (broadcast.ts). */
+  private readonly queue: (event: RoomEvent) => void;
   private readonly connections = new Map<number, RoomConnection>();
   /** user → ids of its connections on this worker (authenticated, live or about to be). */
   private readonly byUser = new Map<string, Set<number>>();
   private nextConnection = 1;
-  private outbox: RoomEvent[] = [];
-  private flushScheduled = false;
 
-  constructor(send: (message: RoomsToPrimary) => void) {
-    this.send = send;
+  constructor(queue: (event: RoomEvent) => void) {
+    this.queue = queue;
   }
 
   /** A connection whose token was checked: registers it and tells the primary. Returns its id. */
@@ -86,19 +86,5 @@ export class RoomsClient {
         }
       }
     }
-  }
-
-  private queue(event: RoomEvent): void {
-    this.outbox.push(event);
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => this.flush());
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    const m = this.outbox;
-    this.outbox = [];
-    if (m.length > 0) this.send({ t: 'room:in', m });
   }
 }
