@@ -5,7 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { backoffDelay, isBlockingCommand, RedisClient, type RedisClientOptions } from '../src/redis/client.js';
-import { RedisConnectionError, RedisReplyError } from '../src/redis/errors.js';
+import { RedisConnectionError, RedisReplyError, RespProtocolError } from '../src/redis/errors.js';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { describeRedisUrl, parseRedisUrl } from '../src/redis/url.js';
 import { redisServerAvailable, skipWithoutRedis, startRedisServer, type RunningRedis } from './helpers/redis-server.js';
 
@@ -116,6 +117,56 @@ test('connect() to a port where nothing listens rejects with the socket error, a
   while (counts.reconnecting < 3) await once(client, 'reconnecting');
   assert.equal(counts.disconnected, 0, 'never connected: nothing to report as lost');
   await client.close();
+});
+
+/** A fake Redis on 127.0.0.1 that answers each chunk it reads with `answer(text)` (nothing if null). */
+async function fakeRedis(answer: (text: string) => string | null): Promise<{ url: string; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('data', (chunk) => {
+      const reply = answer(chunk.toString('latin1'));
+      if (reply !== null) socket.write(reply);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    close: () => new Promise<void>((resolve) => {
+      for (const socket of sockets) socket.destroy();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+test('a server that accepts but never answers the handshake: connect() fails with REDIS_ERR_CONNECT_TIMEOUT', async () => {
+  const fake = await fakeRedis(() => null);
+  const client = new RedisClient({ url: fake.url, connectTimeoutMs: 100, reconnectInitialDelayMs: 1000 });
+  await assert.rejects(client.connect(), (error: unknown) => error instanceof RedisConnectionError && error.code === 'REDIS_ERR_CONNECT_TIMEOUT');
+  await client.close();
+  await fake.close();
+});
+
+test('a reply that breaks RESP drops the connection: the commands in flight reject, the client reconnects', async () => {
+  // The handshake's PING is answered; the first real command gets a byte that is no RESP type.
+  let connections = 0;
+  const fake = await fakeRedis((text) => {
+    if (text.includes('PING')) { connections++; return '+PONG\r\n'; }
+    return connections === 1 ? '?garbage\r\n' : '+fine\r\n';
+  });
+  const client = new RedisClient({ url: fake.url, reconnectInitialDelayMs: 10, reconnectMaxDelayMs: 20 });
+  await client.connect();
+  const lost = once(client, 'disconnected');
+  const error = await rejectsWith(client.command(['GET', 'k']), 'REDIS_ERR_CONNECTION_LOST', true);
+  assert.ok(error.cause instanceof RespProtocolError && error.cause.code === 'RESP_ERR_BAD_TYPE', String(error.cause));
+  const [cause] = await lost;
+  assert.ok(cause instanceof RespProtocolError);
+  await once(client, 'connected');
+  assert.equal(await client.command(['GET', 'k']), 'fine');
+  await client.close();
+  await fake.close();
 });
 
 // ---------------------------------------------------------------------------------------------
