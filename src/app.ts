@@ -30,6 +30,6 @@ export default application;
  * server calls it once in the cluster primary before forking, and this is where the lobby's
  * broadcast loop and the rooms live (primary.ts). A bad CHAT_* setting throws here, naming the variable, and the server exits 3.
  */
-export function primary(): { stop(): void } {
+export function primary(): Promise<{ stop(): Promise<void> }> {
   return startChatPrimary();
 }

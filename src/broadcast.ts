@@ -33,6 +33,8 @@
 //     flushed; above IPC_HIGH the workers stop taking new chat messages from their clients (TCP
 //     then pushes back on publishers) until every count is under IPC_LOW. Nothing accepted is dropped.
 import cluster from 'node:cluster';
+import type { ChatLog, LobbyMemory } from './chat-log.js';
+import { openChatMemory } from './chat-memory.js';
 import { CHAT_LIMITS, type ChatConfig } from './config.js';
 import { RoomsClient } from './rooms/client.js';
 import type { RoomEvent, RoomsToPrimary, RoomsToWorker } from './rooms/ipc.js';
@@ -50,15 +52,20 @@ const IPC_LOW = CHAT_LIMITS.ipcLowWater.value;
  * The rooms' messages (rooms/ipc.ts) travel the same channel.
  */
 export type ToPrimary =
-  | { t: 'chat:pub'; m: string[] }
-  | { t: 'chat:sub'; r: number }
+  /** `c[i]` names the connection that published `m[i]` (its worker's numbering; 0: nobody to tell). */
+  | { t: 'chat:pub'; m: string[]; c: number[] }
+  /** `s`: resume after this lobby id (the `since` of /chat), if the client gave one. */
+  | { t: 'chat:sub'; r: number; s?: number }
   | { t: 'chat:unsub'; n: number }
   | RoomsToPrimary;
 /** Primary → worker. A batch holds the texts of consecutive ids, in order. */
 export type ToWorker =
   | { t: 'chat:batch'; m: string[] }
-  | { t: 'chat:history'; r: number; m: string[] }
+  /** `rec`, with a `since`: whether `m` is every message after it (else the last N: a gap). */
+  | { t: 'chat:history'; r: number; m: string[]; rec?: boolean }
   | { t: 'chat:flow'; paused: boolean }
+  /** The messages these connections published were not accepted (the message log failed): `e` says why. */
+  | { t: 'chat:fail'; c: number[]; e: string }
   | RoomsToWorker;
 
 /** How a worker's hub reaches the loop: over IPC, or by direct calls in a single process. */
@@ -80,21 +87,54 @@ export interface Outlet {
   deliver(message: ToWorker, flushed: () => void): void;
 }
 
-export class BroadcastLoop {
+/** What the loop needs from the message log (chat-log.ts): a durable append, and word of it. */
+export interface LobbyLog {
+  /** Throws StoreUnavailableError when the log cannot take writes now (nothing written). */
+  appendLobby(text: string): void;
+  whenDurable(done: (error: Error | null) => void): void;
+}
+
+/** The texts of one turn, written to the log and waiting for it to say they are durable. */
+interface AwaitingGroup {
+  ids: number[];
+  texts: string[];
+  /** Who published each, to tell them if the log fails it. */
+  outlets: Outlet[];
+  conns: number[];
+}
+
+const LOG_FAILED = 'the message log cannot take writes now: your message was not sent; send it again later';
+
+export class BroadcastLoop implements LobbyMemory {
   private readonly outlets = new Set<Outlet>();
-  private readonly history: string[] = [];
+  /** The last historySize messages delivered, oldest first, and their ids. */
+  private history: string[] = [];
+  private historyIds: number[] = [];
+  /** The highest id dropped from history: a resume from below it has a gap. */
+  private trimmedUpTo: number;
   private readonly historySize: number;
+  /** The message log, or null (memory only: a message is delivered as soon as it is published). */
+  private readonly log: LobbyLog | null;
   /**
-   * Ids start from the start time in microseconds, so they keep increasing across restarts: a
-   * page that dedupes by id never mistakes a new message for one it saw before a restart.
+   * Ids start from the start time in microseconds, so they keep increasing across restarts even
+   * without the log: a page that dedupes by id never mistakes a new message for one it saw
+   * before a restart. With the log, replay raises it past every id the log holds.
    */
   private nextId = Date.now() * 1000;
   private batch: string[] = [];
   private flushScheduled = false;
+  /** This turn's messages written to the log, sealed at the end of the turn (see publish). */
+  private writing: AwaitingGroup | null = null;
+  /** Sealed groups waiting for the log, oldest first (for a checkpoint's snapshot). */
+  private readonly awaiting: AwaitingGroup[] = [];
   private paused = false;
 
-  constructor(historySize: number) {
+  constructor(historySize: number, log: LobbyLog | null = null) {
     this.historySize = historySize;
+    this.log = log;
+    // Without a log, whatever came before this process is gone: a resume from any earlier id has
+    // a gap. With one, replay sets it from the log (resetLobby) or leaves it at 0 (all is there).
+    this.trimmedUpTo = log ? 0 : this.nextId - 1;
   }
 
   addOutlet(outlet: Outlet): void {
@@ -112,12 +152,12 @@ export class BroadcastLoop {
       case 'room:in':
         return; // the rooms' router takes these (see primary.ts)
       case 'chat:pub':
-        for (const tail of message.m) this.publish(tail);
+        for (let i = 0; i < message.m.length; i++) this.publish(message.m[i], outlet, message.c[i]);
         return;
       case 'chat:sub':
         outlet.subscribers++;
         this.flush(); // everything before the history's last id must reach the worker first
-        this.send(outlet, { t: 'chat:history', r: message.r, m: this.history.slice() });
+        this.send(outlet, this.historyAnswer(message.r, message.s));
         return;
       case 'chat:unsub':
         outlet.subscribers = Math.max(0, outlet.subscribers - message.n);
@@ -125,18 +165,122 @@ export class BroadcastLoop {
     }
   }
 
-  /** Assigns the next id and the server's time, and queues the message for this turn's batch. */
-  private publish(tail: string): void {
+  /**
+   * Assigns the next id and the server's time. Without a log, the message joins this turn's batch
+   * at once; with one, it is appended to the log and joins a batch only once the log says it is
+   * durable: a lobby message is delivered to nobody before it would survive a crash.
+   */
+  private publish(tail: string, outlet: Outlet, conn: number): void {
     const id = this.nextId++;
     // The worker validated and serialized sender and message; the primary only prepends the
     // fields it owns. No parsing here, and a client cannot forge id, ts or extra fields.
     const text = `{"id":${id},"ts":${Date.now()},${tail}`;
-    if (this.history.push(text) > this.historySize) this.history.shift();
+    if (!this.log) return this.deliverSoon(id, text);
+    try {
+      this.log.appendLobby(text);
+    } catch {
+      // The log refuses writes now (it logged why, once): tell the sender; nothing was written.
+      this.send(outlet, { t: 'chat:fail', c: [conn], e: LOG_FAILED });
+      return;
+    }
+    if (!this.writing) {
+      this.writing = { ids: [], texts: [], outlets: [], conns: [] };
+      // Sealed at the end of this turn, so that one log callback covers everything this turn
+      // wrote (all of it joins one group commit: see log/message-log.ts).
+      setImmediate(() => this.seal());
+    }
+    const group = this.writing;
+    group.ids.push(id);
+    group.texts.push(text);
+    group.outlets.push(outlet);
+    group.conns.push(conn);
+  }
+
+  /** Asks the log to call back when this turn's messages are durable (or failed). */
+  private seal(): void {
+    const group = this.writing!;
+    this.writing = null;
+    this.awaiting.push(group);
+    this.log!.whenDurable((error) => {
+      // The log calls back in order: this group is the oldest awaiting.
+      this.awaiting.shift();
+      if (!error) {
+        for (let i = 0; i < group.ids.length; i++) this.deliverSoon(group.ids[i], group.texts[i]);
+        return;
+      }
+      // Not durable, and never will be: tell each publisher; their messages reached nobody.
+      const byOutlet = new Map<Outlet, number[]>();
+      for (let i = 0; i < group.conns.length; i++) {
+        const conns = byOutlet.get(group.outlets[i]) ?? [];
+        conns.push(group.conns[i]);
+        byOutlet.set(group.outlets[i], conns);
+      }
+      for (const [outlet, c] of byOutlet) if (this.outlets.has(outlet)) this.send(outlet, { t: 'chat:fail', c, e: LOG_FAILED });
+    });
+  }
+
+  /** Adds a message to the history and to this turn's batch. */
+  private deliverSoon(id: number, text: string): void {
+    this.remember(id, text);
     this.batch.push(text);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
     }
+  }
+
+  private remember(id: number, text: string): void {
+    this.history.push(text);
+    this.historyIds.push(id);
+    if (this.history.length > this.historySize) {
+      this.history.shift();
+      this.trimmedUpTo = this.historyIds.shift()!;
+    }
+  }
+
+  /**
+   * A new subscriber's history. Without `since`: the last historySize messages. With it: the
+   * messages after `since` if the history still holds all of them (rec: true), else the last
+   * historySize (rec: false: the client has a gap). An id above the newest one is a gap too: the
+   * client saw messages this server does not have (its log was lost, or it ran memory-only).
+   */
+  private historyAnswer(request: number, since: number | undefined): ToWorker {
+    if (since === undefined) return { t: 'chat:history', r: request, m: this.history.slice() };
+    const newest = this.historyIds.length > 0 ? this.historyIds[this.historyIds.length - 1] : this.trimmedUpTo;
+    if (since < this.trimmedUpTo || since > newest) return { t: 'chat:history', r: request, m: this.history.slice(), rec: false };
+    let first = this.historyIds.length;
+    while (first > 0 && this.historyIds[first - 1] > since) first--;
+    return { t: 'chat:history', r: request, m: this.history.slice(first), rec: true };
+  }
+
+  // ---- the message log's side (LobbyMemory, chat-log.ts) ----------------------------------------
+
+  restoreLobby(id: number, text: string): void {
+    this.remember(id, text);
+    this.nextId = Math.max(this.nextId, id + 1);
+  }
+
+  resetLobby(trimmedUpTo: number): void {
+    this.history = [];
+    this.historyIds = [];
+    this.trimmedUpTo = trimmedUpTo;
+  }
+
+  restoreNextLobbyId(id: number): void {
+    this.nextId = Math.max(this.nextId, id);
+  }
+
+  lobbySnapshot(): { trimmedUpTo: number; ids: readonly number[]; texts: readonly string[]; nextId: number } {
+    // The history and everything written after it: a checkpoint must hold every lobby record
+    // written before it (chat-log.ts), durable yet or not.
+    const ids = [...this.historyIds];
+    const texts = [...this.history];
+    for (const group of [...this.awaiting, ...(this.writing ? [this.writing] : [])]) {
+      ids.push(...group.ids);
+      texts.push(...group.texts);
+    }
+    const drop = Math.max(0, texts.length - this.historySize);
+    return { trimmedUpTo: drop > 0 ? Math.max(this.trimmedUpTo, ids[drop - 1]) : this.trimmedUpTo, ids: ids.slice(drop), texts: texts.slice(drop), nextId: this.nextId };
   }
 
   /** Sends this turn's batch once to every outlet that has subscribers. */
@@ -178,6 +322,8 @@ export class BroadcastLoop {
 /** A subscriber's handle: its queue (history first, then live messages) and a way out. */
 export interface Subscription {
   readonly queue: SubscriberQueue;
+  /** With a `since`: whether the history queued is every lobby message after it (else a gap). */
+  readonly recovered?: boolean;
   /** Unsubscribes and closes the queue; safe to call more than once. */
   close(): void;
 }
@@ -190,9 +336,14 @@ export class Hub {
   /** Subscribers that receive live batches. */
   private readonly live = new Set<SubscriberQueue>();
   /** Subscribers waiting for their history, by request number. */
-  private readonly pendingSubscriptions = new Map<number, (history: string[]) => void>();
+  private readonly pendingSubscriptions = new Map<number, (history: string[], recovered?: boolean) => void>();
   private nextRequest = 1;
   private outbox: string[] = [];
+  /** Who published each outbox message (publisher numbers, see addPublisher). */
+  private outboxPublishers: number[] = [];
+  /** Publishers to tell when the primary could not accept their message, by number. */
+  private readonly publishers = new Map<number, (error: string) => void>();
+  private nextPublisher = 1;
   /** Subscribers closed this turn, not yet reported to the primary (sent with the outbox). */
   private unsubscribed = 0;
   /** The rooms' events of this turn (rooms/client.ts), sent with the outbox. */
@@ -212,7 +363,7 @@ export class Hub {
    */
   delivered = 0;
   /** With --workers 1, the loop and the rooms' router living in this process (for metrics.ts); else null. */
-  inProcess: { readonly outlet: Outlet; readonly rooms: RoomRouter } | null = null;
+  inProcess: { readonly outlet: Outlet; readonly rooms: RoomRouter; readonly chatLog: ChatLog | null } | null = null;
   /** This worker's side of the rooms (rooms/client.ts), on the same link to the primary. */
   readonly rooms: RoomsClient;
 
@@ -245,12 +396,27 @@ export class Hub {
     return this.link.pending;
   }
 
-  /** Publishes one validated message; `tail` is `"sender":…,"message":…}` (see BroadcastLoop). */
-  publish(tail: string): void {
+  /**
+   * Publishes one validated message; `tail` is `"sender":…,"message":…}` (see BroadcastLoop).
+   * `publisher` (from addPublisher) is told if the message is not accepted; 0 tells nobody.
+   */
+  publish(tail: string, publisher = 0): void {
     if (this.detached) return;
     this.published++;
     this.outbox.push(tail);
+    this.outboxPublishers.push(publisher);
     this.scheduleFlush();
+  }
+
+  /** Registers a connection that publishes: `onRejected` gets the reason a message was refused. */
+  addPublisher(onRejected: (error: string) => void): number {
+    const id = this.nextPublisher++;
+    this.publishers.set(id, onRejected);
+    return id;
+  }
+
+  removePublisher(id: number): void {
+    this.publishers.delete(id);
   }
 
   /**
@@ -268,7 +434,7 @@ export class Hub {
    * Subscribes: resolves once the history is queued; live messages follow it. `onSlowConsumer`
    * is called if the queue overflows (the subscription is closed by then).
    */
-  subscribe(onSlowConsumer?: () => void): Promise<Subscription> {
+  subscribe(onSlowConsumer?: () => void, since?: number): Promise<Subscription> {
     const queue = new SubscriberQueue(this.config.queueMaxMessages, this.config.queueMaxBytes);
     let subscribed = true;
     const close = (): void => {
@@ -289,13 +455,13 @@ export class Hub {
       // Going live happens right here, when the history arrives, and not after an `await`:
       // Node delivers IPC messages in nextTick callbacks, so a batch read together with the
       // history would be handled before an await's continuation and missed by this queue.
-      this.pendingSubscriptions.set(this.nextRequest, (history) => {
+      this.pendingSubscriptions.set(this.nextRequest, (history, recovered) => {
         queue.seed(history);
         if (this.detached) queue.close();
         else this.live.add(queue);
-        resolve({ queue, close });
+        resolve({ queue, close, recovered });
       });
-      this.link.send({ t: 'chat:sub', r: this.nextRequest++ });
+      this.link.send(since === undefined ? { t: 'chat:sub', r: this.nextRequest++ } : { t: 'chat:sub', r: this.nextRequest++, s: since });
     });
   }
 
@@ -314,9 +480,12 @@ export class Hub {
       case 'chat:history': {
         const resolve = this.pendingSubscriptions.get(message.r);
         this.pendingSubscriptions.delete(message.r);
-        resolve?.(message.m);
+        resolve?.(message.m, message.rec);
         return;
       }
+      case 'chat:fail':
+        for (const publisher of message.c) this.publishers.get(publisher)?.(message.e);
+        return;
       case 'chat:flow':
         this.pausedByPrimary = message.paused;
         this.maybeResume();
@@ -327,14 +496,20 @@ export class Hub {
     }
   }
 
-  /** Lifespan shutdown: close every subscription; nothing more is published or delivered. */
-  detach(): void {
+  /**
+   * Lifespan shutdown: close every subscription; nothing more is published or delivered. In one
+   * process, the message log is then flushed and closed (the returned promise).
+   */
+  detach(): Promise<void> {
     this.detached = true;
     for (const queue of this.live) queue.close();
     this.live.clear();
     for (const resolve of this.pendingSubscriptions.values()) resolve([]);
     this.pendingSubscriptions.clear();
     this.maybeResume();
+    if (!this.inProcess) return RESOLVED;
+    this.inProcess.rooms.service.close();
+    return this.inProcess.chatLog?.close() ?? RESOLVED;
   }
 
   private scheduleFlush(): void {
@@ -348,8 +523,10 @@ export class Hub {
     this.flushScheduled = false;
     if (this.outbox.length > 0) {
       const m = this.outbox;
+      const c = this.outboxPublishers;
       this.outbox = [];
-      this.link.send({ t: 'chat:pub', m });
+      this.outboxPublishers = [];
+      this.link.send({ t: 'chat:pub', m, c });
     }
     if (this.unsubscribed > 0) {
       const n = this.unsubscribed;
@@ -374,8 +551,11 @@ export class Hub {
   }
 }
 
-/** Connects a hub to the loop: over IPC in a cluster worker, else to a loop in this process. */
-export function createHub(config: ChatConfig): Hub {
+/**
+ * Connects a hub to the loop: over IPC in a cluster worker, else to a loop in this process (with
+ * the message log read back first: see chat-memory.ts).
+ */
+export async function createHub(config: ChatConfig): Promise<Hub> {
   if (cluster.isWorker) {
     let pending = 0;
     const link: PrimaryLink = {
@@ -397,8 +577,8 @@ export function createHub(config: ChatConfig): Hub {
   }
   // One process: the loop and the rooms' router live here and the link is a direct call. Delivery
   // still goes through their batching (setImmediate), so both modes behave the same.
-  const loop = new BroadcastLoop(config.historySize);
-  const rooms = new RoomRouter(config, (_id, message) => loop.send(outlet, message));
+  const { loop, store, chatLog } = await openChatMemory(config);
+  const rooms = new RoomRouter(config, (_id, message) => loop.send(outlet, message), store);
   const outlet: Outlet = {
     id: 0,
     subscribers: 0,
@@ -414,6 +594,6 @@ export function createHub(config: ChatConfig): Hub {
     send: (message) => (message.t === 'room:in' ? rooms.handle(outlet.id, message) : loop.handle(outlet, message)),
   };
   const hub = new Hub(config, link);
-  hub.inProcess = { outlet, rooms };
+  hub.inProcess = { outlet, rooms, chatLog };
   return hub;
 }

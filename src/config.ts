@@ -62,7 +62,29 @@ export const CHAT_SETTINGS = {
     env: 'CHAT_MAX_ROOMS_PER_USER', default: 100, min: 1, max: 100_000, unit: 'rooms',
     why: 'rooms one user may belong to: bounds `list_rooms` answers and what one user can make others receive',
   },
+  dedupeWindow: {
+    env: 'CHAT_DEDUPE_WINDOW', default: 86_400, min: 1, max: 30 * 86_400, unit: 's',
+    why: 'how long a retried `new_message` (same user, same `uuid`) is recognised and answered with the original, also across restarts: a day covers a laptop that slept with unsent messages',
+  },
+  dedupeMaxEntries: {
+    env: 'CHAT_DEDUPE_MAX_ENTRIES', default: 100_000, min: 1, max: 10_000_000, unit: 'messages',
+    why: 'the same table bounded in memory whatever the traffic: the oldest entry is forgotten first when a busy server sends more than this within the window',
+    what: '(user, uuid) pairs remembered to recognise retries, each with its message', atBound: 'the oldest pair is forgotten (a retry of it would be a new message)',
+  },
+  logSegmentBytes: {
+    env: 'CHAT_LOG_SEGMENT_BYTES', default: 64 * 1024 * 1024, min: 64 * 1024, max: 1024 * 1024 * 1024, unit: 'bytes',
+    why: 'size of one file of the message log; after this much new log the chat writes a checkpoint and deletes the files before it: the log stays near two segments plus what must be kept',
+  },
 } as const satisfies Record<string, NumberSetting>;
+
+/**
+ * CHAT_DATA_DIR: where the message log lives (chat-log.ts). Relative to the current directory;
+ * empty means memory only: nothing survives a restart, and startup says so.
+ */
+export const DATA_DIR_SETTING = {
+  env: 'CHAT_DATA_DIR', default: 'data',
+  why: 'the message log\'s directory, created at startup; empty keeps everything in memory only (nothing survives a restart)',
+} as const;
 
 /** Fixed limits of the chat: not settings, but declared here with their reasons all the same. */
 export const CHAT_LIMITS = {
@@ -113,6 +135,11 @@ export interface ChatConfig {
   secret: Buffer | null;
   /** CHAT_ALLOWED_ORIGINS: origins besides the page's own that may open /chat (lower-case). */
   allowedOrigins: string[];
+  dedupeWindow: number;
+  dedupeMaxEntries: number;
+  logSegmentBytes: number;
+  /** CHAT_DATA_DIR, or null for memory only. */
+  dataDir: string | null;
 }
 
 /** Reads the settings; throws an Error naming the variable when one is malformed. */
@@ -125,7 +152,8 @@ export function readChatConfig(env: NodeJS.ProcessEnv = process.env): ChatConfig
   if (numbers.historySize > numbers.queueMaxMessages) {
     throw new Error(`CHAT_HISTORY_SIZE (${numbers.historySize}) must not exceed CHAT_QUEUE_MAX_MESSAGES (${numbers.queueMaxMessages})`);
   }
-  return { ...numbers, secret: checkSecret(env.CHAT_SECRET), allowedOrigins: readOrigins(env.CHAT_ALLOWED_ORIGINS) };
+  const dataDir = env.CHAT_DATA_DIR === undefined ? DATA_DIR_SETTING.default : env.CHAT_DATA_DIR.trim() === '' ? null : env.CHAT_DATA_DIR;
+  return { ...numbers, secret: checkSecret(env.CHAT_SECRET), allowedOrigins: readOrigins(env.CHAT_ALLOWED_ORIGINS), dataDir };
 }
 
 function readNumber(env: NodeJS.ProcessEnv, setting: NumberSetting): number {
@@ -159,5 +187,6 @@ function readOrigins(raw: string | undefined): string[] {
 /** The README's table of chat settings, from the declarations above. */
 export function renderSettingsTable(): string {
   const rows = Object.values(CHAT_SETTINGS as Record<string, NumberSetting>).map((s) => `| \`${s.env}\` | ${s.default} | ${s.unit} | ${s.why} |`);
+  rows.push(`| \`${DATA_DIR_SETTING.env}\` | \`${DATA_DIR_SETTING.default}\` | path | ${DATA_DIR_SETTING.why} |`);
   return ['| variable | default | unit | what it bounds, and why this default |', '|---|---|---|---|', ...rows].join('\n');
 }

@@ -18,7 +18,7 @@ export async function lifespan(scope: LifespanScope, receive: Receive, send: Sen
       try {
         const config = readChatConfig();
         const page = await loadPage();
-        const hub = createHub(config);
+        const hub = await createHub(config);
         state = { config, page, hub, metrics: new MetricsClient(hub) };
       } catch (error) {
         await send({ type: 'lifespan.startup.failed', message: (error as Error).message });
@@ -28,7 +28,7 @@ export async function lifespan(scope: LifespanScope, receive: Receive, send: Sen
       log.debug('Chat started: attached to the broadcast hub');
       await send({ type: 'lifespan.startup.complete' });
     } else if (event.type === 'lifespan.shutdown') {
-      (scope.state as unknown as ChatState).hub?.detach();
+      await (scope.state as unknown as ChatState).hub?.detach();
       (scope.state as unknown as ChatState).metrics?.detach();
       log.debug('Chat stopped: detached from the broadcast hub');
       await send({ type: 'lifespan.shutdown.complete' });

@@ -9,21 +9,23 @@
 // of /metrics is answered here too (metrics-cluster.ts): {"t":"metrics:…"}, outside that flow
 // control, since it is a few small messages per scrape and must not wait behind a paused chat.
 import cluster, { type Worker } from 'node:cluster';
-import { BroadcastLoop, type Outlet, type ToPrimary } from './broadcast.js';
+import { type Outlet, type ToPrimary } from './broadcast.js';
+import { openChatMemory } from './chat-memory.js';
 import { readChatConfig } from './config.js';
 import { snapshotPrimary } from './metrics.js';
 import { MetricsCollector, type MetricsToPrimary } from './metrics-cluster.js';
 import { RoomRouter } from './rooms/router.js';
 import { log } from './server/logger.js';
 
-export function startChatPrimary(): { stop(): void } {
+export async function startChatPrimary(): Promise<{ stop(): Promise<void> }> {
   const config = readChatConfig(); // a bad CHAT_* setting throws here: the server exits 3
-  const loop = new BroadcastLoop(config.historySize);
+  // The message log is read back before this returns, so before any worker is forked.
+  const { loop, store, chatLog } = await openChatMemory(config);
   const outlets = new Map<number, Outlet>(); // by cluster worker id
   const rooms = new RoomRouter(config, (id, message) => {
     const outlet = outlets.get(id);
     if (outlet) loop.send(outlet, message);
-  });
+  }, store);
   const outletOf = (worker: Worker): Outlet => {
     let outlet = outlets.get(worker.id);
     if (!outlet) {
@@ -64,10 +66,11 @@ export function startChatPrimary(): { stop(): void } {
   cluster.on('message', onMessage);
   cluster.on('exit', onExit);
   return {
-    stop() {
+    async stop() {
       cluster.off('message', onMessage);
       cluster.off('exit', onExit);
       rooms.service.close();
+      await chatLog?.close(); // after the last worker exited: nothing more is published
     },
   };
 }

@@ -18,6 +18,13 @@ import { log } from './server/logger.js';
 import { characters } from './text.js';
 
 const GREETING = JSON.stringify({ sender: 'server', message: 'You are connected' });
+const GREETING_RECOVERED = JSON.stringify({ sender: 'server', message: 'You are connected', recovered: true });
+const GREETING_GAP = JSON.stringify({ sender: 'server', message: 'You are connected', recovered: false });
+
+/** With `since`: whether the history that follows is every message after it (else the last N). */
+function greetingAfterResume(recovered: boolean): string {
+  return recovered ? GREETING_RECOVERED : GREETING_GAP;
+}
 /** Messages one client may publish in one turn of the event loop (see the receive loop). */
 const PUBLISH_BURST = CHAT_LIMITS.publishBurst.value;
 
@@ -28,10 +35,26 @@ export function websocket(scope: WebSocketScope, receive: Receive, send: Send): 
   const { hub, config } = scope.state as unknown as ChatState;
   const client = scope.client?.join(':') ?? 'unknown client';
   const allowed = scope.path === '/chat' && originAllowed(scope.headers, config.allowedOrigins);
-  return chat(allowed, hub, config, client, receive, send);
+  const since = resumeFrom(scope.query_string);
+  return chat(allowed && since !== BAD_SINCE, since === BAD_SINCE ? undefined : since, hub, config, client, receive, send);
 }
 
-async function chat(allowed: boolean, hub: Hub, config: ChatConfig, client: string, receive: Receive, send: Send): Promise<void> {
+const BAD_SINCE = Symbol('bad since');
+
+/**
+ * The lobby's resume: `/chat?since=ID` asks for the lobby messages after id ID instead of the
+ * recent history (the greeting then says whether they are all there: `recovered`). A `since` that
+ * is not a whole number is refused before the upgrade (403), like any request the chat cannot serve.
+ */
+export function resumeFrom(queryString: string): number | undefined | typeof BAD_SINCE {
+  if (queryString === '') return undefined;
+  const raw = new URLSearchParams(queryString).get('since');
+  if (raw === null) return undefined;
+  const since = /^\d{1,16}$/.test(raw) ? Number(raw) : NaN;
+  return Number.isSafeInteger(since) ? since : BAD_SINCE;
+}
+
+async function chat(allowed: boolean, since: number | undefined, hub: Hub, config: ChatConfig, client: string, receive: Receive, send: Send): Promise<void> {
   const connect = await receive();
   if (connect.type !== 'websocket.connect') return;
   if (!allowed) {
@@ -43,12 +66,18 @@ async function chat(allowed: boolean, hub: Hub, config: ChatConfig, client: stri
   const subscription = await hub.subscribe(() => {
     log.warning(`Closing a slow consumer (${client}): its queue overflowed`);
     send({ type: 'websocket.close', code: CloseCode.POLICY_VIOLATION, reason: 'slow consumer' }).catch(() => {});
+  }, since);
+  // A message the primary could not accept (the message log failed) gets an error line, like an
+  // invalid one: the sender knows it reached nobody, and may send it again.
+  const publisher = hub.addPublisher((error) => {
+    send({ type: 'websocket.send', text: JSON.stringify({ sender: 'server', error }) }).catch(() => {});
   });
 
   try {
     await send({ type: 'websocket.accept' });
-    await send({ type: 'websocket.send', text: GREETING });
+    await send({ type: 'websocket.send', text: since === undefined ? GREETING : greetingAfterResume(subscription.recovered === true) });
   } catch {
+    hub.removePublisher(publisher);
     subscription.close();
     return;
   }
@@ -81,13 +110,14 @@ async function chat(allowed: boolean, hub: Hub, config: ChatConfig, client: stri
       } else {
         const checked = checkLobbyMessage(value, config);
         if ('error' in checked) await send({ type: 'websocket.send', text: JSON.stringify({ sender: 'server', error: checked.error }) });
-        else hub.publish(checked.tail);
+        else hub.publish(checked.tail, publisher);
       }
     }
   } catch {
     // send rejected: the connection is gone; the finally below cleans up.
   } finally {
     rooms?.close();
+    hub.removePublisher(publisher);
     subscription.close(); // unsubscribes; a consumer still running finds the queue closed and stops
   }
 }

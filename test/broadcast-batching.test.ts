@@ -47,7 +47,7 @@ test('publishes of one turn travel as one message, in order, beside that turn\'s
   subscription.close();
   await nextTurn();
   assert.deepEqual(sent, [
-    { t: 'chat:pub', m: ['"sender":"a","message":"1"}', '"sender":"a","message":"2"}'] },
+    { t: 'chat:pub', m: ['"sender":"a","message":"1"}', '"sender":"a","message":"2"}'], c: [0, 0] },
     { t: 'chat:unsub', n: 1 },
   ]);
 });
@@ -61,5 +61,5 @@ test('detach still sends what was published before it, and nothing after', async
   hub.publish('"sender":"a","message":"2"}');
   subscription.close(); // detach closed it already: no unsubscribe to report
   await nextTurn();
-  assert.deepEqual(sent, [{ t: 'chat:pub', m: ['"sender":"a","message":"1"}'] }]);
+  assert.deepEqual(sent, [{ t: 'chat:pub', m: ['"sender":"a","message":"1"}'], c: [0] }]);
 });

@@ -24,7 +24,7 @@ import { setLogLevel } from '../src/server/logger.js';
 setLogLevel('error');
 
 const config = (overrides: Partial<ChatConfig> = {}): ChatConfig => ({
-  ...readChatConfig({}),
+  ...readChatConfig({ CHAT_DATA_DIR: '' }),
   queueMaxMessages: 100_000,
   queueMaxBytes: 1024 * 1024 * 1024,
   ...overrides,
@@ -112,7 +112,7 @@ async function stalled(hub: Hub): Promise<{ subscription: Subscription; slowCall
 // ---- order ---------------------------------------------------------------------------------------
 
 test('a broadcast is exactly id, ts, then the published sender and message', async () => {
-  const hub = createHub(config({ historySize: 0 }));
+  const hub = await createHub(config({ historySize: 0 }));
   const reader = await Reader.join(hub, 'reader');
   const before = Date.now();
   hub.publish(tail('ann', 'quote " backslash \\ brace } ✓'));
@@ -128,7 +128,7 @@ test('a broadcast is exactly id, ts, then the published sender and message', asy
 });
 
 test('ids increase by one, and every subscriber sees the same messages in the order published', async () => {
-  const hub = createHub(config({ historySize: 0 }));
+  const hub = await createHub(config({ historySize: 0 }));
   const readers = await Promise.all(['r0', 'r1', 'r2', 'r3'].map((name) => Reader.join(hub, name)));
   assert.equal(hub.subscriberCount, 4);
   // 300 messages from three senders, interleaved: some turns publish nothing, some one, some many.
@@ -154,7 +154,7 @@ test('ids increase by one, and every subscriber sees the same messages in the or
 });
 
 test('ids keep increasing across a restart (they start from the start time in microseconds)', async () => {
-  const first = createHub(config({ historySize: 0 }));
+  const first = await createHub(config({ historySize: 0 }));
   const a = await Reader.join(first, 'before the restart');
   for (let i = 0; i < 10; i++) first.publish(tail('ann', `m${i}`));
   await a.has(10);
@@ -162,7 +162,7 @@ test('ids keep increasing across a restart (they start from the start time in mi
   // A restart takes far longer than a millisecond; wait at least one, so the clock has moved.
   const stopped = Date.now();
   while (Date.now() === stopped) await new Promise((resolve) => setTimeout(resolve, 1));
-  const second = createHub(config({ historySize: 0 }));
+  const second = await createHub(config({ historySize: 0 }));
   const b = await Reader.join(second, 'after the restart');
   second.publish(tail('ann', 'after'));
   await b.has(1);
@@ -173,7 +173,7 @@ test('ids keep increasing across a restart (they start from the start time in mi
 // ---- history -------------------------------------------------------------------------------------
 
 test('a newcomer gets exactly the last CHAT_HISTORY_SIZE messages, then live ones', async () => {
-  const hub = createHub(config({ historySize: 5 }));
+  const hub = await createHub(config({ historySize: 5 }));
   const first = await Reader.join(hub, 'first');
   for (let i = 1; i <= 8; i++) hub.publish(tail('ann', `early ${i}`));
   await first.has(8);
@@ -188,7 +188,7 @@ test('a newcomer gets exactly the last CHAT_HISTORY_SIZE messages, then live one
 
 test('the history never holds more than CHAT_HISTORY_SIZE, nor more than was published', async () => {
   for (const [historySize, published, expected] of [[3, 10, 3], [5, 3, 3], [0, 4, 0], [1, 1, 1]] as const) {
-    const hub = createHub(config({ historySize }));
+    const hub = await createHub(config({ historySize }));
     const first = await Reader.join(hub, 'first');
     for (let i = 0; i < published; i++) hub.publish(tail('ann', `m${i}`));
     await first.has(published);
@@ -200,7 +200,7 @@ test('the history never holds more than CHAT_HISTORY_SIZE, nor more than was pub
 
 test('joining while messages flow: history then live, without gap or duplicate', async () => {
   const historySize = 5;
-  const hub = createHub(config({ historySize }));
+  const hub = await createHub(config({ historySize }));
   const reference = await Reader.join(hub, 'reference');
   let published = 0;
   let publishing = true;
@@ -243,7 +243,7 @@ test('joining while messages flow: history then live, without gap or duplicate',
 // ---- unsubscribing -------------------------------------------------------------------------------
 
 test('an unsubscribed queue receives nothing more; close() twice is the same as once', async () => {
-  const hub = createHub(config({ historySize: 0 }));
+  const hub = await createHub(config({ historySize: 0 }));
   const stays = await Reader.join(hub, 'stays');
   const leaves = await Reader.join(hub, 'leaves');
   let readyCalls = 0;
@@ -266,7 +266,7 @@ test('an unsubscribed queue receives nothing more; close() twice is the same as 
 });
 
 test('many subscribers leaving in one turn: the one that stays receives everything', async () => {
-  const hub = createHub(config({ historySize: 3 }));
+  const hub = await createHub(config({ historySize: 3 }));
   const stays = await Reader.join(hub, 'stays');
   const leaving = await Promise.all(Array.from({ length: 200 }, (_, i) => Reader.join(hub, `leaving ${i}`)));
   assert.equal(hub.subscriberCount, 201);
@@ -280,7 +280,7 @@ test('many subscribers leaving in one turn: the one that stays receives everythi
 });
 
 test('everyone leaving and someone joining in the same turn: the newcomer receives live messages', async () => {
-  const hub = createHub(config({ historySize: 3 }));
+  const hub = await createHub(config({ historySize: 3 }));
   const leaving = await Promise.all(Array.from({ length: 20 }, (_, i) => Reader.join(hub, `leaving ${i}`)));
   hub.publish(tail('ann', 'before'));
   await leaving[0]!.has(1);
@@ -296,7 +296,7 @@ test('everyone leaving and someone joining in the same turn: the newcomer receiv
 // ---- slow consumers ------------------------------------------------------------------------------
 
 test('a subscriber that stops reading overflows its queue: it is closed and told, the others get everything', async () => {
-  const hub = createHub(config({ historySize: 0, queueMaxMessages: 10 }));
+  const hub = await createHub(config({ historySize: 0, queueMaxMessages: 10 }));
   const fast = await Reader.join(hub, 'fast');
   const slow = await stalled(hub);
   assert.equal(hub.subscriberCount, 2);
@@ -329,7 +329,7 @@ test('a queue overflows by bytes too, and a history larger than the byte bound i
   // A history of 4 messages of ~1,000 bytes each, in a queue bounded at 2,000 bytes: the newcomer
   // still gets all of it, and only live messages that pile up make it overflow.
   const big = 'x'.repeat(1000);
-  const hub = createHub(config({ historySize: 4, queueMaxBytes: 2000 }));
+  const hub = await createHub(config({ historySize: 4, queueMaxBytes: 2000 }));
   const fast = await Reader.join(hub, 'fast');
   for (let i = 0; i < 4; i++) {
     hub.publish(tail('ann', `h${i} ${big}`));
@@ -354,7 +354,7 @@ test('a queue overflows by bytes too, and a history larger than the byte bound i
 // ---- flow control and detach ---------------------------------------------------------------------
 
 test('ready() resolves at once when nothing is backlogged, also right after a large burst', async () => {
-  const hub = createHub(config({ historySize: 0 }));
+  const hub = await createHub(config({ historySize: 0 }));
   assert.equal(await settlesAtOnce(hub.ready()), true, 'idle');
   const reader = await Reader.join(hub, 'reader');
   for (let i = 0; i < 5000; i++) hub.publish(tail('ann', `m${i}`));
@@ -364,7 +364,7 @@ test('ready() resolves at once when nothing is backlogged, also right after a la
 });
 
 test('detach: every queue is closed, nothing more is published or delivered, ready() resolves', async () => {
-  const hub = createHub(config({ historySize: 5 }));
+  const hub = await createHub(config({ historySize: 5 }));
   const reader = await Reader.join(hub, 'reader');
   const other = await stalled(hub);
   hub.publish(tail('ann', 'before'));

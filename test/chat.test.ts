@@ -20,7 +20,7 @@ import { checkChatMessage } from '../src/websocket.js';
 import { ChatClient, closeAll, healthz, within, type ChatMessage } from './helpers/chat-client.js';
 import { MAIN_JS, PROJECT_ROOT, startServer, type RunningServer } from './helpers/server.js';
 
-const DEFAULTS: ChatConfig = readChatConfig({});
+const DEFAULTS: ChatConfig = readChatConfig({ CHAT_DATA_DIR: '' });
 
 // ---- unit: checkChatMessage ---------------------------------------------------------------------
 
@@ -338,7 +338,7 @@ describe('late joiner (CHAT_HISTORY_SIZE=5, --workers 2)', () => {
 async function runUntilExit(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 15000): Promise<{ code: number | string; output: string }> {
   const proc = spawn(process.execPath, [MAIN_JS, '--port', '0', '--host', '127.0.0.1', ...args], {
     cwd: PROJECT_ROOT,
-    env: { ...process.env, ...env },
+    env: { ...process.env, CHAT_DATA_DIR: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -103,7 +103,7 @@ class World implements RoomOutput {
   private nextConn = 1;
 
   constructor(options: { limits?: Partial<RoomLimits>; store?: (memory: MemoryStore) => ChatStore } = {}) {
-    this.memory = new MemoryStore({ historyLimit: 50, firstMessageId: FIRST_MESSAGE, firstRoomId: FIRST_ROOM });
+    this.memory = new MemoryStore({ historyLimit: 50, firstMessageId: FIRST_MESSAGE, firstRoomId: FIRST_ROOM, clock: () => this.now });
     const store = options.store ? options.store(this.memory) : this.memory;
     this.service = new RoomService(
       store,

@@ -4,10 +4,14 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryStore } from '../src/rooms/memory-store.js';
-import { DEFAULT_DEDUPE_LIMIT, type Message } from '../src/rooms/store.js';
+import { DEFAULT_DEDUPE_LIMIT, DEFAULT_DEDUPE_WINDOW_MS, type Message } from '../src/rooms/store.js';
+
+/** The tests' clock: messages are stamped with small times, all within the dedupe window. */
+let now = 0;
 
 function store(historyLimit = 5, dedupeLimit?: number): MemoryStore {
-  return new MemoryStore({ historyLimit, dedupeLimit, firstMessageId: 1000, firstRoomId: 1 });
+  now = 0;
+  return new MemoryStore({ historyLimit, dedupeLimit, firstMessageId: 1000, firstRoomId: 1, clock: () => now });
 }
 
 const ids = (messages: readonly Message[]): number[] => messages.map((message) => message.id);
@@ -174,7 +178,22 @@ describe('dedupe table', () => {
   });
 
   test('the default limit is documented', () => {
-    assert.equal(DEFAULT_DEDUPE_LIMIT, 10_000);
+    assert.equal(DEFAULT_DEDUPE_LIMIT, 100_000);
+    assert.equal(DEFAULT_DEDUPE_WINDOW_MS, 86_400_000);
+  });
+
+  test('a pair is recognised for the window, and not after it', async () => {
+    const s = new MemoryStore({ historyLimit: 5, dedupeWindowMs: 1000, clock: () => now, firstMessageId: 1, firstRoomId: 1 });
+    now = 5000;
+    await s.createRoom('a', ['alice'], now);
+    await s.appendMessage(1, 'alice', 'u', 't', now);
+    now = 5999;
+    assert.equal(s.findMessage('alice', 'u')?.id, 1);
+    now = 6000;
+    assert.equal(s.findMessage('alice', 'u'), undefined, 'exactly one window later');
+    // The same uuid again, past the window, is a new message, recognised from then on.
+    const again = await s.appendMessage(1, 'alice', 'u', 't2', now);
+    assert.equal(s.findMessage('alice', 'u')?.id, again.id);
   });
 });
 
@@ -187,6 +206,35 @@ test('writes resolve in call order', async () => {
   const remove = s.removeUser(1, 'alice').then(() => order.push('remove'));
   await Promise.all([room, add, message, remove]);
   assert.deepEqual(order, ['create', 'add', 'append', 'remove']);
+});
+
+describe('undo (what a durable store calls when a write fails to reach the disk)', () => {
+  test('undoing writes newest first gives back exactly the state before them', async () => {
+    const s = store(2, 2);
+    await s.createRoom('a', ['alice', 'bob'], 1);
+    await s.appendMessage(1, 'alice', 'u1', 'one', 2);
+    await s.appendMessage(1, 'alice', 'u2', 'two', 3);
+    const before = { room: s.room(1), history: s.lastMessages(1, 10), since: s.messagesSince(1, 0, 10), u1: s.findMessage('alice', 'u1'), u2: s.findMessage('alice', 'u2') };
+    const writes = [
+      s.appendMessageNow(1, 'bob', 'u3', 'three', 4), // trims 'one' from the history and u1 from the table
+      s.addUsersNow(1, ['carol']),
+      s.removeUserNow(1, 'alice'),
+      s.removeUserNow(1, 'bob'),
+      s.removeUserNow(1, 'carol'), // the last member: the room is deleted
+      s.createRoomNow('b', ['dave'], 5),
+    ];
+    assert.equal(s.room(1), undefined);
+    assert.equal(s.findMessage('alice', 'u1'), undefined);
+    for (const write of writes.reverse()) write.undo();
+    assert.deepEqual({ room: s.room(1), history: s.lastMessages(1, 10), since: s.messagesSince(1, 0, 10), u1: s.findMessage('alice', 'u1'), u2: s.findMessage('alice', 'u2') }, before);
+    assert.equal(s.findMessage('bob', 'u3'), undefined);
+    assert.deepEqual(s.roomsOf('carol'), []);
+    assert.deepEqual(s.roomsOf('dave'), []);
+    assert.deepEqual(s.roomsOf('alice').map((room) => room.id), [1]);
+    assert.deepEqual(s.roomsOf('bob').map((room) => room.id), [1]);
+    // Ids are not given back: the next write gets a new one.
+    assert.equal((await s.appendMessage(1, 'alice', 'u4', 'four', 6)).id, 1003);
+  });
 });
 
 test('reads see a write as soon as it is called, before its promise settles', () => {

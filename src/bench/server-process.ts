@@ -7,10 +7,17 @@
 // A scenario may add to the server's environment: the rooms scenario sets CHAT_SECRET and the
 // rate limit there (rooms.ts), which is how an operator configures the chat too.
 //
+// The message log is on, as by default, each server writing to a fresh directory under the
+// system's temporary directory (removed when it stops), unless the environment sets CHAT_DATA_DIR
+// (empty: memory only, which the log-off side of the comparison uses).
+//
 // The server's stderr (warnings and errors only, at --log-level warning) is collected: a
 // "slow consumer" or "IPC backlog" warning during a run explains a failed step, so the report
 // shows how many lines the server logged and the first few of them.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export interface ServerHandle {
@@ -30,7 +37,8 @@ const START_TIMEOUT_MS = 20_000;
 /** Starts the server with `extraArgs` on its command line and `env` added to this process's environment. */
 export function startServer(workers: number, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<ServerHandle> {
   const args = [MAIN, '--port', '0', '--host', '127.0.0.1', '--log-level', 'warning', '--workers', String(workers), ...extraArgs];
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const dataDir = env.CHAT_DATA_DIR === undefined ? mkdtempSync(join(tmpdir(), 'chat-bench-data-')) : null;
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(dataDir ? { CHAT_DATA_DIR: dataDir } : {}), ...env } });
   const logLines: string[] = [];
   let exited: Promise<void>;
   return new Promise((resolve, reject) => {
@@ -66,6 +74,7 @@ export function startServer(workers: number, extraArgs: string[] = [], env: Node
     exited = new Promise((done) => {
       child.on('exit', (code, signal) => {
         clearTimeout(timer);
+        if (dataDir) rmSync(dataDir, { recursive: true, force: true });
         if (handle) handle.exitedWith = signal ?? `exit code ${code}`;
         else reject(new Error(`the server exited before listening (${signal ?? `exit code ${code}`}): ${logLines.slice(-3).join(' | ')}`));
         done();

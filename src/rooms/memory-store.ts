@@ -2,16 +2,21 @@
 // stops, and every write is "durable" at once, so its promise is already resolved when returned.
 // It is also the memory part of the durable stores to come, which add a log behind it.
 //
-// Bounds: each room keeps its last `historyLimit` messages; the dedupe table its last
-// `dedupeLimit` entries (store.ts says why a count); a room whose last member leaves is deleted.
+// Bounds: each room keeps its last `historyLimit` messages; the dedupe table the entries of the
+// last `dedupeWindowMs`, at most `dedupeLimit` of them (store.ts says why both); a room whose last
+// member leaves is deleted.
 import type { ChatStore, Message, MessagesSince, Room } from './store.js';
-import { DEFAULT_DEDUPE_LIMIT } from './store.js';
+import { DEFAULT_DEDUPE_LIMIT, DEFAULT_DEDUPE_WINDOW_MS } from './store.js';
 
 export interface MemoryStoreOptions {
   /** Messages kept per room, oldest dropped first: at least CHAT_HISTORY_SIZE. */
   historyLimit: number;
-  /** Entries of the dedupe table (default DEFAULT_DEDUPE_LIMIT). */
+  /** Entries of the dedupe table at most (default DEFAULT_DEDUPE_LIMIT). */
   dedupeLimit?: number;
+  /** How long a (user, uuid) pair is recognised, in ms (default DEFAULT_DEDUPE_WINDOW_MS). */
+  dedupeWindowMs?: number;
+  /** Now, in ms (default Date.now): when an entry of the dedupe table has passed the window. */
+  clock?: () => number;
   /**
    * The first message id (default Date.now() × 1000). Starting from the clock in microseconds keeps
    * ids increasing across restarts, as long as the store gave out fewer than 1,000 ids per
@@ -23,8 +28,20 @@ export interface MemoryStoreOptions {
   firstRoomId?: number;
 }
 
+/** A write applied to memory: what it produced, and how to take it back. */
+export interface Applied<T> {
+  readonly value: T;
+  undo(): void;
+}
+
+/** An entry of the dedupe table: the message a (user, uuid) pair made. */
+export interface SentEntry {
+  readonly uuid: string;
+  readonly message: Message;
+}
+
 /** One room's memory: the immutable Room snapshot, its bounded history and what was trimmed. */
-interface RoomRecord {
+export interface RoomRecord {
   room: Room;
   /** Oldest first; at most historyLimit long. */
   history: Message[];
@@ -38,8 +55,10 @@ export class MemoryStore implements ChatStore {
   private readonly rooms = new Map<number, RoomRecord>();
   /** user → the ids of their rooms. A user with no room has no entry. */
   private readonly roomIdsByUser = new Map<string, Set<number>>();
-  /** `${user}\0${uuid}` → message, oldest first (a Map iterates in insertion order). */
-  private readonly sent = new Map<string, Message>();
+  /** `${user}\0${uuid}` → entry, oldest first (a Map iterates in insertion order). */
+  private readonly sent = new Map<string, SentEntry>();
+  private readonly dedupeWindowMs: number;
+  private readonly clock: () => number;
   private nextMessageId: number;
   private nextRoomId: number;
 
@@ -48,22 +67,55 @@ export class MemoryStore implements ChatStore {
     this.historyLimit = options.historyLimit;
     this.dedupeLimit = options.dedupeLimit ?? DEFAULT_DEDUPE_LIMIT;
     if (!Number.isSafeInteger(this.dedupeLimit) || this.dedupeLimit < 1) throw new RangeError('dedupeLimit must be a whole number ≥ 1');
+    this.dedupeWindowMs = options.dedupeWindowMs ?? DEFAULT_DEDUPE_WINDOW_MS;
+    if (!Number.isSafeInteger(this.dedupeWindowMs) || this.dedupeWindowMs < 1) throw new RangeError('dedupeWindowMs must be a whole number ≥ 1');
+    this.clock = options.clock ?? Date.now;
     this.nextMessageId = options.firstMessageId ?? Date.now() * 1000;
     this.nextRoomId = options.firstRoomId ?? Date.now() * 1000;
   }
 
   // ---- writes --------------------------------------------------------------------------------------
+  // Each write has two forms: the ChatStore method (a promise, already resolved: memory is all
+  // there is), and an `…Now` method that returns the value with an `undo` that takes the write
+  // back. A durable store (log-store.ts) applies a write with the `…Now` form at once, as the
+  // contract says, and calls `undo` if the write then fails to reach the disk: later writes are
+  // undone first, so each undo finds memory exactly as its write left it.
 
   createRoom(name: string, users: readonly string[], ts: number): Promise<Room> {
-    const room: Room = { id: this.nextRoomId++, name, users: [...new Set(users)], lastActivity: ts };
-    this.rooms.set(room.id, { room, history: [], trimmedUpTo: 0 });
-    for (const user of room.users) this.index(user, room.id);
-    return Promise.resolve(room);
+    return Promise.resolve(this.createRoomNow(name, users, ts).value);
   }
 
   addUsers(roomId: number, users: readonly string[]): Promise<Room> {
+    return Promise.resolve(this.addUsersNow(roomId, users).value);
+  }
+
+  removeUser(roomId: number, user: string): Promise<Room> {
+    return Promise.resolve(this.removeUserNow(roomId, user).value);
+  }
+
+  appendMessage(roomId: number, user: string, uuid: string, text: string, ts: number): Promise<Message> {
+    return Promise.resolve(this.appendMessageNow(roomId, user, uuid, text, ts).value);
+  }
+
+  /** createRoom, applied now. `id` is given when the log is read back (chat-log.ts). */
+  createRoomNow(name: string, users: readonly string[], ts: number, id = this.nextRoomId): Applied<Room> {
+    this.nextRoomId = Math.max(this.nextRoomId, id + 1);
+    const room: Room = { id, name, users: [...new Set(users)], lastActivity: ts };
+    this.rooms.set(room.id, { room, history: [], trimmedUpTo: 0 });
+    for (const user of room.users) this.index(user, room.id);
+    return {
+      value: room,
+      undo: () => {
+        this.rooms.delete(room.id);
+        for (const user of room.users) this.unindex(user, room.id);
+      },
+    };
+  }
+
+  addUsersNow(roomId: number, users: readonly string[]): Applied<Room> {
     const record = this.record(roomId);
-    const members = new Set(record.room.users);
+    const before = record.room;
+    const members = new Set(before.users);
     const added: string[] = [];
     for (const user of users) {
       if (members.has(user)) continue; // a member already, or a repeat within `users`
@@ -71,35 +123,128 @@ export class MemoryStore implements ChatStore {
       added.push(user);
     }
     if (added.length > 0) {
-      record.room = { ...record.room, users: [...record.room.users, ...added] };
+      record.room = { ...before, users: [...before.users, ...added] };
       for (const user of added) this.index(user, roomId);
     }
-    return Promise.resolve(record.room);
+    return {
+      value: record.room,
+      undo: () => {
+        record.room = before;
+        for (const user of added) this.unindex(user, roomId);
+      },
+    };
   }
 
-  removeUser(roomId: number, user: string): Promise<Room> {
+  removeUserNow(roomId: number, user: string): Applied<Room> {
     const record = this.record(roomId);
-    record.room = { ...record.room, users: record.room.users.filter((member) => member !== user) };
-    const ids = this.roomIdsByUser.get(user);
-    ids?.delete(roomId);
-    if (ids?.size === 0) this.roomIdsByUser.delete(user);
-    if (record.room.users.length === 0) this.rooms.delete(roomId); // nobody can reach it again: see store.ts
-    return Promise.resolve(record.room);
+    const before = record.room;
+    const wasMember = before.users.includes(user);
+    record.room = { ...before, users: before.users.filter((member) => member !== user) };
+    this.unindex(user, roomId);
+    const deleted = record.room.users.length === 0;
+    if (deleted) this.rooms.delete(roomId); // nobody can reach it again: see store.ts
+    return {
+      value: record.room,
+      undo: () => {
+        record.room = before;
+        if (deleted) this.rooms.set(roomId, record); // with its history, as it was
+        if (wasMember) this.index(user, roomId);
+      },
+    };
   }
 
-  appendMessage(roomId: number, user: string, uuid: string, text: string, ts: number): Promise<Message> {
+  /** appendMessage, applied now. `id` is given when the log is read back (chat-log.ts). */
+  appendMessageNow(roomId: number, user: string, uuid: string, text: string, ts: number, id = this.nextMessageId): Applied<Message> {
+    this.nextMessageId = Math.max(this.nextMessageId, id + 1);
     const record = this.record(roomId);
+    const roomBefore = record.room;
+    const trimmedBefore = record.trimmedUpTo;
     // Field order = the protocol's message object, so JSON.stringify(message) is that object.
-    const message: Message = { id: this.nextMessageId++, room: roomId, user, text, ts };
+    const message: Message = { id, room: roomId, user, text, ts };
+    let trimmed: Message | undefined;
     if (record.history.push(message) > this.historyLimit) {
       // shift() is cheap at these sizes (CHAT_HISTORY_SIZE is at most 10,000): V8 copies a short
       // array's elements and, for a longer one, moves the start of its backing store instead.
-      record.trimmedUpTo = record.history.shift()!.id;
+      trimmed = record.history.shift()!;
+      record.trimmedUpTo = trimmed.id;
     }
-    record.room = { ...record.room, lastActivity: Math.max(record.room.lastActivity, ts) };
-    this.sent.set(dedupeKey(user, uuid), message);
-    if (this.sent.size > this.dedupeLimit) this.sent.delete(this.sent.keys().next().value!);
-    return Promise.resolve(message);
+    record.room = { ...roomBefore, lastActivity: Math.max(roomBefore.lastActivity, ts) };
+    const key = dedupeKey(user, uuid);
+    const replaced = this.sent.get(key); // an entry past the window, still in the table
+    const forgotten = this.remember(key, { uuid, message }, ts);
+    return {
+      value: message,
+      undo: () => {
+        if (trimmed) record.history.unshift(trimmed);
+        record.history.pop();
+        record.trimmedUpTo = trimmedBefore;
+        record.room = roomBefore;
+        this.sent.delete(key);
+        // What this write pushed out of the table goes back (at the end: the order of the table
+        // only decides which entry is forgotten first, so this errs towards remembering).
+        if (replaced) this.sent.set(key, replaced);
+        for (const [oldKey, entry] of forgotten) this.sent.set(oldKey, entry);
+      },
+    };
+  }
+
+  /**
+   * Adds a (user, uuid) entry and forgets the entries past the window or over the count; returns
+   * what was forgotten (for undo). A Map iterates in insertion order, so the oldest come first.
+   */
+  private remember(key: string, entry: SentEntry, now: number): Array<[string, SentEntry]> {
+    this.sent.delete(key); // so that set() puts it at the end, as the newest
+    this.sent.set(key, entry);
+    const forgotten: Array<[string, SentEntry]> = [];
+    for (const [oldKey, old] of this.sent) {
+      if (this.sent.size <= this.dedupeLimit && old.message.ts > now - this.dedupeWindowMs) break;
+      this.sent.delete(oldKey);
+      forgotten.push([oldKey, old]);
+    }
+    return forgotten;
+  }
+
+  // ---- what the log reads back and writes in a checkpoint (chat-log.ts) ---------------------------
+
+  /** Sets a room's whole state, as a checkpoint recorded it (replacing what memory had). */
+  restoreRoom(room: Room, history: readonly Message[], trimmedUpTo: number): void {
+    const old = this.rooms.get(room.id);
+    if (old) for (const user of old.room.users) this.unindex(user, room.id);
+    const kept = this.historyLimit === 0 ? [] : history.slice(-this.historyLimit);
+    const dropped = history.length - kept.length;
+    this.rooms.set(room.id, { room, history: kept, trimmedUpTo: dropped > 0 ? Math.max(trimmedUpTo, history[dropped - 1].id) : trimmedUpTo });
+    for (const user of room.users) this.index(user, room.id);
+    this.nextRoomId = Math.max(this.nextRoomId, room.id + 1);
+    for (const message of history) this.nextMessageId = Math.max(this.nextMessageId, message.id + 1);
+  }
+
+  /** Records a (user, uuid) pair read back from the log, even for a room memory no longer has. */
+  restoreSent(uuid: string, message: Message): void {
+    this.remember(dedupeKey(message.user, uuid), { uuid, message }, message.ts);
+    this.nextMessageId = Math.max(this.nextMessageId, message.id + 1);
+  }
+
+  /** Raises the next ids (a checkpoint records them, so that no id is given twice). */
+  restoreNextIds(nextRoomId: number, nextMessageId: number): void {
+    this.nextRoomId = Math.max(this.nextRoomId, nextRoomId);
+    this.nextMessageId = Math.max(this.nextMessageId, nextMessageId);
+  }
+
+  /** Everything a checkpoint must keep: each room with its history, and the dedupe table. */
+  roomRecords(): IterableIterator<Readonly<RoomRecord>> {
+    return this.rooms.values();
+  }
+
+  roomRecord(id: number): Readonly<RoomRecord> | undefined {
+    return this.rooms.get(id);
+  }
+
+  sentEntries(): IterableIterator<SentEntry> {
+    return this.sent.values();
+  }
+
+  get nextIds(): { room: number; message: number } {
+    return { room: this.nextRoomId, message: this.nextMessageId };
   }
 
   // ---- reads ---------------------------------------------------------------------------------------
@@ -115,7 +260,11 @@ export class MemoryStore implements ChatStore {
   }
 
   findMessage(user: string, uuid: string): Message | undefined {
-    return this.sent.get(dedupeKey(user, uuid));
+    const entry = this.sent.get(dedupeKey(user, uuid));
+    // Past the window, an entry no longer counts even if it is still in the table (it is
+    // forgotten at the next append): the window is a promise about time, not about traffic.
+    if (!entry || entry.message.ts <= this.clock() - this.dedupeWindowMs) return undefined;
+    return entry.message;
   }
 
   lastMessages(roomId: number, n: number): readonly Message[] {
@@ -149,6 +298,12 @@ export class MemoryStore implements ChatStore {
     let ids = this.roomIdsByUser.get(user);
     if (!ids) this.roomIdsByUser.set(user, (ids = new Set()));
     ids.add(roomId);
+  }
+
+  private unindex(user: string, roomId: number): void {
+    const ids = this.roomIdsByUser.get(user);
+    ids?.delete(roomId);
+    if (ids?.size === 0) this.roomIdsByUser.delete(user);
   }
 }
 

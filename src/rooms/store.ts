@@ -1,7 +1,7 @@
 // What the rooms keep: rooms, their members, their messages, and the table that recognises a
 // retried message. This file is the contract between the RoomService (src/rooms/service.ts), which
-// decides, and a store, which remembers. MemoryStore (memory-store.ts) is the first store; a durable
-// file log and then Redis come next, behind this same interface.
+// decides, and a store, which remembers. MemoryStore (memory-store.ts) keeps everything in memory;
+// LogStore (log-store.ts) adds the durable message log (chat-log.ts) behind it.
 //
 // Theory of operation:
 //
@@ -92,16 +92,24 @@ export class StoreUnavailableError extends Error {
 }
 
 /**
- * Retried messages are recognised by (user, uuid) among the most recent DEFAULT_DEDUPE_LIMIT
- * messages of all rooms; the oldest entry is forgotten first. A client retries within seconds (it
- * has not had its answer), so the table only needs to reach back that far: at the default rate
- * limit of 20 requests per second per connection, 10,000 messages are 500 connection-seconds of
- * flat-out sending. It is a count and not a time so that memory is bounded whatever the rate: each
- * entry holds the original message (the retry gets it back), so the worst case is this many
- * messages of CHAT_MAX_MESSAGE_LENGTH (10,000 × 4,096 characters: about 40 to 80 MB); the typical
- * case, short messages most of which are also in a room's history, is a few MB.
+ * Retried messages are recognised by (user, uuid) for DEFAULT_DEDUPE_WINDOW_MS (CHAT_DEDUPE_WINDOW),
+ * also across restarts when the store is durable: a client that lost its connection, or whose
+ * server crashed, may retry its unacknowledged messages minutes or hours later (a laptop that
+ * slept), and must not post them twice.
  */
-export const DEFAULT_DEDUPE_LIMIT = 10_000;
+export const DEFAULT_DEDUPE_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * ... and among the most recent DEFAULT_DEDUPE_LIMIT (CHAT_DEDUPE_MAX_ENTRIES) messages of all
+ * rooms, whichever is fewer: the table must be bounded in memory whatever the traffic. Each entry
+ * holds the original message (the retry gets it back), so the worst case is this many messages of
+ * CHAT_MAX_MESSAGE_LENGTH (100,000 × 4,096 characters: about 0.4 to 1.6 GB); typical short
+ * messages, most of which are also in a room's history, make it tens of MB. At the default rate
+ * limit of 20 requests per second per connection, 100,000 messages are 5,000 connection-seconds of
+ * flat-out sending: a busy server outruns the count before the window, and then a retry must come
+ * within that much traffic (the README says so).
+ */
+export const DEFAULT_DEDUPE_LIMIT = 100_000;
 
 /**
  * The store. Callers (the service) check existence, membership and limits before writing: a write
@@ -139,7 +147,7 @@ export interface ChatStore {
   /** The user's rooms, in no particular order (the caller sorts what it shows). */
   roomsOf(user: string): readonly Room[];
 
-  /** The message `user` sent with `uuid`, if it is still in the dedupe table (see DEFAULT_DEDUPE_LIMIT). */
+  /** The message `user` sent with `uuid`, if it is still in the dedupe table (see DEFAULT_DEDUPE_WINDOW_MS). */
   findMessage(user: string, uuid: string): Message | undefined;
 
   /** The room's last n messages, oldest first (fewer if it has fewer; none for an unknown room). */

@@ -3,6 +3,9 @@
 // Every integration test uses it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The project's root, from dist-test/test/helpers/ where this file runs compiled. */
@@ -36,14 +39,32 @@ export interface StartOptions {
   timeoutMs?: number;
 }
 
+/** A new empty directory for one server's message log (CHAT_DATA_DIR); the caller removes it. */
+export function freshDataDir(): string {
+  return mkdtempSync(join(tmpdir(), 'chat-data-'));
+}
+
+/**
+ * The environment of a server under test. Each server gets a message log of its own in a fresh
+ * directory (removed after it exits), as the default `data` would be shared by every test running
+ * at once; a test that restarts a server on the same log sets CHAT_DATA_DIR itself.
+ */
+function serverEnv(extra: NodeJS.ProcessEnv | undefined): { env: NodeJS.ProcessEnv; cleanup(): void } {
+  const env = { ...process.env, ...extra };
+  if (env.CHAT_DATA_DIR !== undefined) return { env, cleanup() {} };
+  const dir = freshDataDir();
+  return { env: { ...env, CHAT_DATA_DIR: dir }, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
 /** Spawns `node dist/main.js` and resolves once it prints `listening on http(s)://HOST:PORT`. */
 export async function startServer(options: StartOptions = {}): Promise<RunningServer> {
   const args = [...(options.args ?? [])];
   if (!args.includes('--port')) args.push('--port', '0');
   if (!args.includes('--host')) args.push('--host', '127.0.0.1');
+  const { env, cleanup } = serverEnv(options.env);
   const proc = spawn(process.execPath, [MAIN_JS, ...args], {
     cwd: PROJECT_ROOT,
-    env: { ...process.env, ...options.env },
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -51,7 +72,10 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
   proc.stderr!.setEncoding('utf8').on('data', (s: string) => { out += s; });
   // 'close', not 'exit': it comes once the output pipes are drained too, so that a test reading
   // output() after the exit sees every line the process wrote.
-  const exited = once(proc, 'close').then(([code, signal]) => (code ?? signal) as number | string);
+  const exited = once(proc, 'close').then(([code, signal]) => {
+    cleanup();
+    return (code ?? signal) as number | string;
+  });
 
   const [scheme, port] = await new Promise<['http' | 'https', number]>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -93,7 +117,8 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
 
 /** Runs `node dist/main.js ARGS` to completion (for flags that exit), with its output. */
 export async function runMain(args: string[], timeoutMs = 15000, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | string; stdout: string; stderr: string }> {
-  const proc = spawn(process.execPath, [MAIN_JS, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const server = serverEnv(env);
+  const proc = spawn(process.execPath, [MAIN_JS, ...args], { cwd: PROJECT_ROOT, env: server.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   proc.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
@@ -101,5 +126,6 @@ export async function runMain(args: string[], timeoutMs = 15000, env: NodeJS.Pro
   const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
   const [code, signal] = await once(proc, 'close'); // after the output pipes are drained (see above)
   clearTimeout(timer);
+  server.cleanup();
   return { code: (code ?? signal) as number | string, stdout, stderr };
 }

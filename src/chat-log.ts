@@ -1,0 +1,407 @@
+// The chat's durable memory: what the lobby and the rooms write to the message log (log/), how it
+// is read back at startup, and how old log is dropped. The log itself knows bytes and flushes; this
+// file knows what the bytes mean.
+//
+//   primary: BroadcastLoop ─ appendLobby ─┐                      ┌─ replay at startup ─▶ lobby history
+//            LogStore ── appendRoomWrite ─┼─▶ ChatLog ─▶ MessageLog (segments, group commit, fsync)
+//            whenDurable(done) ◀──────────┘               └─ checkpoint, then drop old segments
+//
+// Theory of operation:
+//
+//   Records. Each record is one letter and, mostly, JSON. The letter says what to do when it is
+//     read back; the JSON is what the protocol already speaks, so a record costs no other format:
+//       L {"id","ts","sender","message"}  a lobby message: exactly the text every subscriber got
+//       R {"id","name","users","ts"}      a room created
+//       A {"room","users"}                users added to a room
+//       X {"room","user"}                 a user left (the last one deletes the room)
+//       M {"uuid","message":{…}}          a room message, with the uuid that dedupes its retries
+//     and, in a checkpoint (below):
+//       K {"seq"}                         a checkpoint begins, in segment `seq`
+//       N {"room","message","lobby"}      the next ids
+//       l {"trimmedUpTo"}                 the lobby's history restarts here (L records follow)
+//       r {"room":{…},"trimmedUpTo"}      a room's whole state (its history follows as H records)
+//       H {message}                       a message of the room just set
+//       d {"uuid","message"}              an entry of the dedupe table
+//       E {"seq"}                         the checkpoint is complete
+//
+//   Startup (`openChatLog`): every record is applied in order to the same memory the server then
+//     serves from (MemoryStore, the lobby's history), before the port is open. The log module
+//     cuts a torn tail (a crash mid-write) and refuses corruption anywhere else.
+//
+//   Retention by checkpoint. A log only grows; what must be kept is small: each room with its
+//     members and last CHAT_HISTORY_SIZE messages, the dedupe table's window, the lobby's history.
+//     So after CHAT_LOG_SEGMENT_BYTES of new log (or twice the last checkpoint, if that is more:
+//     then rewriting what is kept costs at most as much as the traffic did), the chat starts a new
+//     segment and writes into it a checkpoint: everything kept, as records, a few hundred per turn
+//     of the event loop so that it never stalls the chat. Live records go on meanwhile,
+//     interleaved. When the checkpoint's end is durable, the new segment holds all that matters
+//     and the segments before it are deleted (off the event loop).
+//
+//     Why interleaving is safe: each checkpoint record is made from memory *when it is written*,
+//     and memory already holds every record written before it. So a checkpoint record says
+//     everything about its room up to that point, and replay lets it replace what came before;
+//     a live record about a room whose checkpoint record comes later in the segment, once the
+//     older segments are gone, names a room that does not exist yet at replay, and is skipped:
+//     the later checkpoint record includes it. (A skipped M still records its uuid: the dedupe
+//     table does not depend on the room.) A crash before E leaves the older segments in place,
+//     and replaying them and then the partial checkpoint gives the same state.
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { LogUnavailableError, openLog, type LogFiles, type MessageLog } from './log/message-log.js';
+import type { MemoryStore } from './rooms/memory-store.js';
+import type { Message, Room } from './rooms/store.js';
+import { StoreUnavailableError } from './rooms/store.js';
+import { log } from './server/logger.js';
+
+/**
+ * A record's size at most: a room's record lists its members (CHAT_MAX_ROOM_MEMBERS up to 100,000
+ * ids of up to 64 characters: about 26 MB as JSON in the worst case); anything longer is garbage.
+ */
+export const MAX_RECORD_BYTES = 32 * 1024 * 1024;
+
+/** Checkpoint records written per turn of the event loop (a room counts its history's records). */
+const CHECKPOINT_RECORDS_PER_TURN = 500;
+
+/** What the log needs from the lobby's broadcast loop (broadcast.ts). */
+export interface LobbyMemory {
+  /** At replay: a lobby message, in id order. */
+  restoreLobby(id: number, text: string): void;
+  /** At replay: the lobby's history restarts (a checkpoint's `l` record). */
+  resetLobby(trimmedUpTo: number): void;
+  /** For a checkpoint: every lobby message kept, with those written but not yet durable. */
+  lobbySnapshot(): { trimmedUpTo: number; ids: readonly number[]; texts: readonly string[]; nextId: number };
+  /** At replay: raises the next lobby id. */
+  restoreNextLobbyId(id: number): void;
+}
+
+export interface ChatLogOptions {
+  dir: string;
+  segmentBytes: number;
+  /** The rooms' memory, and the dedupe window (ms): a checkpoint keeps the entries within it. */
+  rooms: MemoryStore;
+  dedupeWindowMs: number;
+  lobby: LobbyMemory;
+  /** The file operations (tests inject faults; default: node:fs). */
+  files?: LogFiles;
+}
+
+export class ChatLog {
+  private readonly log: MessageLog;
+  private readonly options: ChatLogOptions;
+  private readonly lockPath: string;
+  /** bytesFlushed when the last checkpoint began, and what that checkpoint cost. */
+  private checkpointStartedAt = 0;
+  private lastCheckpointBytes = 0;
+  private checkpointing = false;
+  /** Checkpoints completed since startup (metrics, tests). */
+  checkpoints = 0;
+
+  /** Whether a checkpoint is being written (or its old segments deleted) now. */
+  get checkpointInProgress(): boolean {
+    return this.checkpointing;
+  }
+
+  constructor(messageLog: MessageLog, options: ChatLogOptions, lockPath: string) {
+    this.log = messageLog;
+    this.options = options;
+    this.lockPath = lockPath;
+  }
+
+  /** False during a failure episode (the disk is full): every write is refused until it ends. */
+  get healthy(): boolean {
+    return this.log.healthy;
+  }
+
+  /** Flushes, bytes and records since startup (the benchmark and /metrics show them). */
+  get stats(): MessageLog['stats'] {
+    return this.log.stats;
+  }
+
+  /** The segment files now, oldest first. */
+  get segments(): readonly number[] {
+    return this.log.segments;
+  }
+
+  /** A lobby message; throws StoreUnavailableError when the log cannot take it (nothing written). */
+  appendLobby(text: string): void {
+    this.append('L' + text);
+  }
+
+  /** A room write (see the records above); throws StoreUnavailableError like appendLobby. */
+  appendRoomCreated(room: Room): void {
+    this.append('R' + JSON.stringify({ id: room.id, name: room.name, users: room.users, ts: room.lastActivity }));
+  }
+
+  appendUsersAdded(roomId: number, users: readonly string[]): void {
+    this.append('A' + JSON.stringify({ room: roomId, users }));
+  }
+
+  appendUserRemoved(roomId: number, user: string): void {
+    this.append('X' + JSON.stringify({ room: roomId, user }));
+  }
+
+  appendMessage(uuid: string, message: Message): void {
+    this.append(`M{"uuid":${JSON.stringify(uuid)},"message":${JSON.stringify(message)}}`);
+  }
+
+  /** Calls `done` once everything appended so far is durable, or with the error if it never will be. */
+  whenDurable(done: (error: Error | null) => void): void {
+    this.log.whenDurable(done);
+  }
+
+  /** Flushes what is pending, closes the log and releases the directory. */
+  async close(): Promise<void> {
+    await this.log.close();
+    rmSync(this.lockPath, { force: true });
+  }
+
+  private append(payload: string): void {
+    try {
+      this.log.append(payload);
+    } catch (error) {
+      if (error instanceof LogUnavailableError) throw new StoreUnavailableError(error.message, { cause: error });
+      throw error;
+    }
+    // Two subtractions and a comparison per record: cheap enough to ask every time.
+    if (!this.checkpointing && this.log.stats.bytesFlushed - this.checkpointStartedAt > Math.max(this.options.segmentBytes, 2 * this.lastCheckpointBytes)) {
+      this.startCheckpoint();
+    }
+  }
+
+  // ---- retention ---------------------------------------------------------------------------------
+
+  /** Starts a checkpoint in a new segment (see the top); returns at once, the work goes on over turns. */
+  startCheckpoint(): void {
+    if (this.checkpointing || !this.log.healthy) return;
+    this.checkpointing = true;
+    const startBytes = this.log.stats.bytesFlushed;
+    this.checkpointStartedAt = startBytes;
+    const { rooms, lobby, dedupeWindowMs } = this.options;
+    const seq = this.log.rollSegment();
+    // What to write, fixed now: the rooms and dedupe entries as they are at the start. Rooms made
+    // later are R records in this segment already; a room gone by its turn is skipped.
+    const roomIds = [...rooms.roomRecords()].map((record) => record.room.id);
+    const oldest = Date.now() - dedupeWindowMs;
+    const sent = [...rooms.sentEntries()].filter((entry) => entry.message.ts > oldest);
+    let nextRoom = 0;
+    let nextSent = 0;
+    const fail = (error: unknown): void => {
+      // The log is failing: give up; the older segments stay, and a later checkpoint tries again.
+      this.checkpointing = false;
+      if (!(error instanceof StoreUnavailableError)) throw error;
+    };
+    const step = (): void => {
+      try {
+        let written = 0;
+        while (nextRoom < roomIds.length && written < CHECKPOINT_RECORDS_PER_TURN) {
+          const record = rooms.roomRecord(roomIds[nextRoom++]);
+          if (!record) continue;
+          this.log.append('r' + JSON.stringify({ room: record.room, trimmedUpTo: record.trimmedUpTo }));
+          for (const message of record.history) this.log.append('H' + JSON.stringify(message));
+          written += 1 + record.history.length;
+        }
+        while (nextRoom >= roomIds.length && nextSent < sent.length && written < CHECKPOINT_RECORDS_PER_TURN) {
+          const entry = sent[nextSent++];
+          this.log.append(`d{"uuid":${JSON.stringify(entry.uuid)},"message":${JSON.stringify(entry.message)}}`);
+          written++;
+        }
+        if (nextRoom < roomIds.length || nextSent < sent.length) {
+          setImmediate(step);
+          return;
+        }
+        this.log.append('E' + JSON.stringify({ seq }));
+      } catch (error) {
+        fail(error instanceof LogUnavailableError ? new StoreUnavailableError(error.message) : error);
+        return;
+      }
+      this.log.whenDurable((error) => {
+        if (error) {
+          this.checkpointing = false;
+          return;
+        }
+        this.lastCheckpointBytes = this.log.stats.bytesFlushed - startBytes;
+        this.checkpoints++;
+        this.log.dropSegmentsBefore(seq).then(
+          () => { this.checkpointing = false; },
+          (dropError: unknown) => {
+            this.checkpointing = false;
+            log.warning(`message log: could not delete old segments: ${(dropError as Error).message}`);
+          },
+        );
+      });
+    };
+    try {
+      this.log.append('K' + JSON.stringify({ seq }));
+      const ids = rooms.nextIds;
+      const snapshot = lobby.lobbySnapshot();
+      this.log.append('N' + JSON.stringify({ room: ids.room, message: ids.message, lobby: snapshot.nextId }));
+      // The lobby's part in one go, so that no live lobby record falls between its records.
+      this.log.append('l' + JSON.stringify({ trimmedUpTo: snapshot.trimmedUpTo }));
+      for (const text of snapshot.texts) this.log.append('L' + text);
+    } catch (error) {
+      fail(error instanceof LogUnavailableError ? new StoreUnavailableError(error.message) : error);
+      return;
+    }
+    setImmediate(step);
+  }
+}
+
+/**
+ * Opens the log in `options.dir` (creating it), takes the directory's lock, and applies every
+ * record to the lobby and the rooms' memory. Throws (the server exits 3) on corruption, on a
+ * directory another live server holds, or on a record it cannot read.
+ */
+export async function openChatLog(options: ChatLogOptions): Promise<ChatLog> {
+  mkdirSync(options.dir, { recursive: true });
+  const lockPath = takeLock(options.dir);
+  const started = Date.now();
+  let records = 0;
+  let replayer: Replayer;
+  try {
+    replayer = new Replayer(options);
+    const messageLog = await openLog({
+      dir: options.dir,
+      maxRecordBytes: MAX_RECORD_BYTES,
+      segmentBytes: options.segmentBytes,
+      files: options.files,
+      // The log says when a failure episode starts and ends (once each) and when it cut a torn tail.
+      warn: (line) => log.warning(line),
+    }, (payload) => {
+      records++;
+      replayer.apply(payload);
+    });
+    replayer.endHistory();
+    const chatLog = new ChatLog(messageLog, options, lockPath);
+    log.info(`message log: ${options.dir}, ${messageLog.segments.length} segment(s), ${records} records read back in ${Date.now() - started} ms`);
+    return chatLog;
+  } catch (error) {
+    rmSync(lockPath, { force: true });
+    throw error;
+  }
+}
+
+/**
+ * One server per data directory: two primaries appending to the same files would interleave
+ * their records. The lock is a file holding the owner's pid; a lock whose process is gone (a
+ * crash, kill -9) is taken over. So is a lock with this process's own pid: in a container the
+ * server may well get the same pid after every restart, and this process has not taken it yet.
+ */
+function takeLock(dir: string): string {
+  const path = join(dir, 'LOCK');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return path;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const owner = Number.parseInt(readFileSync(path, 'utf8'), 10);
+    if (Number.isSafeInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
+      throw new Error(`CHAT_DATA_DIR ${dir} is in use by process ${owner} (${path}); stop that server first, or remove the file if no server uses the directory`);
+    }
+    rmSync(path, { force: true }); // left by a server that is gone
+  }
+  throw new Error(`CHAT_DATA_DIR ${dir}: could not take the lock ${path}`);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Applies records read back at startup (the table at the top of this file). */
+class Replayer {
+  private readonly rooms: MemoryStore;
+  private readonly lobby: LobbyMemory;
+  /** The room the H records that follow belong to (set by an r record). */
+  private historyRoom: { room: Room; trimmedUpTo: number; history: Message[] } | null = null;
+
+  constructor(options: ChatLogOptions) {
+    this.rooms = options.rooms;
+    this.lobby = options.lobby;
+  }
+
+  apply(payload: Buffer): void {
+    const kind = String.fromCharCode(payload[0]);
+    const json = payload.toString('utf8', 1);
+    if (kind !== 'H') this.endHistory();
+    switch (kind) {
+      case 'L': {
+        const message = JSON.parse(json) as { id: number };
+        this.lobby.restoreLobby(message.id, json);
+        return;
+      }
+      case 'R': {
+        const r = JSON.parse(json) as { id: number; name: string; users: string[]; ts: number };
+        if (this.rooms.room(r.id)) throw new Error(`message log: room ${r.id} created twice`);
+        this.rooms.createRoomNow(r.name, r.users, r.ts, r.id);
+        return;
+      }
+      case 'A': {
+        const r = JSON.parse(json) as { room: number; users: string[] };
+        if (this.rooms.room(r.room)) this.rooms.addUsersNow(r.room, r.users);
+        return;
+      }
+      case 'X': {
+        const r = JSON.parse(json) as { room: number; user: string };
+        if (this.rooms.room(r.room)) this.rooms.removeUserNow(r.room, r.user);
+        return;
+      }
+      case 'M': {
+        const r = JSON.parse(json) as { uuid: string; message: Message };
+        const m = r.message;
+        if (this.rooms.room(m.room)) this.rooms.appendMessageNow(m.room, m.user, r.uuid, m.text, m.ts, m.id);
+        else this.rooms.restoreSent(r.uuid, message(m)); // see the top: its room's checkpoint comes later
+        return;
+      }
+      case 'K':
+      case 'E':
+        return;
+      case 'N': {
+        const r = JSON.parse(json) as { room: number; message: number; lobby: number };
+        this.rooms.restoreNextIds(r.room, r.message);
+        this.lobby.restoreNextLobbyId(r.lobby);
+        return;
+      }
+      case 'l':
+        this.lobby.resetLobby((JSON.parse(json) as { trimmedUpTo: number }).trimmedUpTo);
+        return;
+      case 'r': {
+        const r = JSON.parse(json) as { room: Room; trimmedUpTo: number };
+        this.historyRoom = { room: { id: r.room.id, name: r.room.name, users: r.room.users, lastActivity: r.room.lastActivity }, trimmedUpTo: r.trimmedUpTo, history: [] };
+        return;
+      }
+      case 'H': {
+        if (!this.historyRoom) throw new Error('message log: a history record outside a room\'s checkpoint');
+        this.historyRoom.history.push(message(JSON.parse(json) as Message));
+        return;
+      }
+      case 'd': {
+        const r = JSON.parse(json) as { uuid: string; message: Message };
+        this.rooms.restoreSent(r.uuid, message(r.message));
+        return;
+      }
+      default:
+        throw new Error(`message log: unknown record type ${JSON.stringify(kind)}`);
+    }
+  }
+
+  /** A room's checkpoint ends at the first record that is not one of its H records. */
+  endHistory(): void {
+    const pending = this.historyRoom;
+    if (!pending) return;
+    this.historyRoom = null;
+    this.rooms.restoreRoom(pending.room, pending.history, pending.trimmedUpTo);
+  }
+}
+
+/** A message with the protocol's fields in the protocol's order, whatever the JSON's order was. */
+function message(m: Message): Message {
+  return { id: m.id, room: m.room, user: m.user, text: m.text, ts: m.ts };
+}
