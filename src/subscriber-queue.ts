@@ -10,6 +10,12 @@
 
 export class SubscriberQueue {
   private items: string[] = [];
+  /**
+   * The array takeAll() handed out the time before, emptied and reused for the next pushes: the
+   * consumer is done with it by its next takeAll(), so two arrays serve the queue's whole life
+   * and a delivery allocates none.
+   */
+  private spare: string[] = [];
   private bytes = 0;
   private closed = false;
   /** No consumer is running: the next push must start one (through onReady). */
@@ -71,7 +77,9 @@ export class SubscriberQueue {
 
   /**
    * Everything queued, at once (the consumer writes it as one batch), or null when there is
-   * nothing (the queue is then idle: the next push calls onReady) or the queue is closed.
+   * nothing (the queue is then idle: the next push calls onReady) or the queue is closed. The
+   * array is the queue's own and valid until the next takeAll(), which reuses it: read it, do
+   * not keep it.
    */
   takeAll(): string[] | null {
     if (this.items.length === 0) {
@@ -79,7 +87,9 @@ export class SubscriberQueue {
       return null;
     }
     const items = this.items;
-    this.items = [];
+    this.spare.length = 0;
+    this.items = this.spare;
+    this.spare = items;
     this.bytes = 0;
     return items;
   }
@@ -87,6 +97,7 @@ export class SubscriberQueue {
   close(): void {
     this.closed = true;
     this.items = [];
+    this.spare = [];
     this.bytes = 0;
   }
 

@@ -83,8 +83,8 @@ async function chat(allowed: boolean, since: number | undefined, hub: Hub, confi
   }
   // The consumer runs whenever the hub queues something for this subscriber (and now, for the
   // history): see subscriber-queue.ts. Meanwhile this function reads what the client sends.
-  subscription.queue.onReady = () => void sendQueued(hub, subscription, send);
-  void sendQueued(hub, subscription, send);
+  subscription.queue.onReady = () => sendQueued(hub, subscription, send);
+  sendQueued(hub, subscription, send);
   let rooms: RoomSession | null = null; // made at the first rooms request
   try {
     for (let received = 1; ; received++) {
@@ -182,15 +182,52 @@ export function originAllowed(headers: Array<[string, string]>, allowedOrigins: 
   }
 }
 
-/** The consumer: sends what is queued for this subscriber until the queue is empty, then stops. */
-async function sendQueued(hub: Hub, subscription: Subscription, send: Send): Promise<void> {
+/**
+ * A promise the consumer has seen fulfilled. A settled promise stays settled, so a `send` that
+ * returns this very object again has already succeeded and needs no await. This server returns one
+ * shared fulfilled promise whenever the frame went through at once (asgi-websocket.ts), so in the
+ * common case a delivery costs no await, no promise job and no suspended function; any other
+ * promise (a wait for 'drain', a rejection, another server's fresh promise per call) is awaited,
+ * so the contract's backpressure and errors work as before.
+ */
+let knownFulfilled: Promise<void> | null = null;
+
+/** Where a consumer stopped: a `send` to await, then texts[next..] and the rest of the queue. */
+interface Waiting {
+  sent: Promise<void>;
+  texts: string[];
+  next: number;
+}
+
+/**
+ * The consumer: sends what is queued for this subscriber until the queue is empty, then stops.
+ * Plain synchronous code while every send is known fulfilled (above); it goes async only for a
+ * send that must be awaited, and comes back here after it.
+ */
+function sendQueued(hub: Hub, subscription: Subscription, send: Send): void {
+  const waiting = sendAtOnce(hub, subscription, send, subscription.queue.takeAll(), 0);
+  if (waiting !== null) void sendAfterWaits(hub, subscription, send, waiting);
+}
+
+/** Sends texts[from..], then each batch the queue holds, until a send must be awaited (returned). */
+function sendAtOnce(hub: Hub, subscription: Subscription, send: Send, texts: string[] | null, from: number): Waiting | null {
+  // All that is queued, at once: the server writes these frames to the socket as one write.
+  for (let i = from; texts !== null; texts = subscription.queue.takeAll(), i = 0) {
+    for (; i < texts.length; i++) {
+      const sent = send({ type: 'websocket.send', text: texts[i]! });
+      if (sent !== knownFulfilled) return { sent, texts, next: i + 1 };
+      hub.delivered++; // an integer add per delivery: all that metrics cost here (metrics.ts)
+    }
+  }
+  return null;
+}
+
+async function sendAfterWaits(hub: Hub, subscription: Subscription, send: Send, first: Waiting): Promise<void> {
   try {
-    for (let texts = subscription.queue.takeAll(); texts !== null; texts = subscription.queue.takeAll()) {
-      // All that is queued, at once: the server writes these frames to the socket as one write.
-      for (const text of texts) {
-        await send({ type: 'websocket.send', text });
-        hub.delivered++; // an integer add per delivery: all that metrics cost here (metrics.ts)
-      }
+    for (let waiting: Waiting | null = first; waiting !== null; waiting = sendAtOnce(hub, subscription, send, waiting.texts, waiting.next)) {
+      await waiting.sent;
+      knownFulfilled = waiting.sent;
+      hub.delivered++;
     }
   } catch {
     subscription.close(); // send rejected: the client is gone

@@ -102,11 +102,26 @@ describe('SubscriberQueue', () => {
     const queue = new SubscriberQueue(10, 1000);
     const taken: string[][] = [];
     queue.onReady = () => {
-      for (let texts = queue.takeAll(); texts !== null; texts = queue.takeAll()) taken.push(texts);
+      for (let texts = queue.takeAll(); texts !== null; texts = queue.takeAll()) taken.push([...texts]);
     };
     queue.pushAll(['a', 'b', 'c'], [1, 1, 1]);
     queue.pushAll(['d'], [1]);
     assert.deepEqual(taken, [['a', 'b', 'c'], ['d']], 'one takeAll per batch, each batch whole');
+  });
+
+  test('takeAll() alternates between two arrays of its own: a delivery allocates none', () => {
+    const queue = new SubscriberQueue(10, 1000);
+    queue.push('a', 1);
+    const first = queue.takeAll()!;
+    assert.deepEqual(first, ['a']);
+    queue.push('b', 1);
+    const second = queue.takeAll()!;
+    assert.notEqual(second, first, 'pushes made while the consumer reads `first` go to the other array');
+    assert.deepEqual(second, ['b']);
+    queue.push('c', 1);
+    const third = queue.takeAll()!;
+    assert.equal(third, first, 'the array handed out two takes ago is reused');
+    assert.deepEqual(third, ['c'], 'emptied before it was reused');
   });
 
   test('a batch that does not fit overflows: nothing of it is delivered, and no onReady', () => {

@@ -2,6 +2,7 @@
 // a fresh one for each scenario, or targets a running one (--url), and measures:
 //
 //   codec    the frame codec alone, in this process (codec.ts)
+//   stages   the worker's delivery path stage by stage, in a child process of its own (stages.ts)
 //   http     GET / requests per second over keep-alive connections (http-load.ts)
 //   idle     server memory per open connection, handshakes per second (idle.ts)
 //   fanout   the lobby's broadcast: deliveries per second, delivery ratio, latency, server CPU per
@@ -20,6 +21,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Target } from './client.js';
 import { runCodec, type CodecRow } from './codec.js';
+import { runStagesChild, type StagesResult } from './stages.js';
 import { defaultThreads, type DeliveryOptions, type DeliveryResult, type StepResult } from './deliveries.js';
 import { runFanout, type FanoutResult } from './fanout.js';
 import { runHttp, type HttpResult } from './http-load.js';
@@ -38,7 +40,7 @@ fan-out and rooms. By default it starts \`node dist/main.js --workers W\` itself
 per scenario.
 
 Scenarios and server:
-  --only LIST           scenarios to run, comma-separated: codec,http,idle,fanout,rooms
+  --only LIST           scenarios to run, comma-separated: codec,stages,http,idle,fanout,rooms
                         (default all)
   --workers N           server worker processes (default 1)
   --url URL             benchmark a running server instead (e.g. http://127.0.0.1:8080);
@@ -126,7 +128,7 @@ interface Options {
 
 class UsageError extends Error {}
 
-const SCENARIOS = ['codec', 'http', 'idle', 'fanout', 'rooms'];
+const SCENARIOS = ['codec', 'stages', 'http', 'idle', 'fanout', 'rooms'];
 
 /** The default profile (a few minutes on a 2-core machine) and the --quick one (< 40 s). */
 const PROFILES = {
@@ -355,6 +357,16 @@ function printCodec(rows: CodecRow[]): void {
   ));
 }
 
+function printStages(rows: StagesResult[]): void {
+  print(table(
+    `Stages: one worker's delivery path in-process (stages.ts), ${rows[0]?.subs ?? 0} real sockets not read, CPU µs per delivery; ` +
+      'ipc = parsing the batch, deliver = Hub.receive to the coalesced frame, write = the socket writes, after = the rest of the turn',
+    ['messages/turn', 'ipc', 'deliver', 'write', 'after', 'total', 'heap B/delivery', 'GCs', 'GC µs/delivery'],
+    rows.map((r) => [r.per_batch, num(r.us_per_delivery.ipc, 3), num(r.us_per_delivery.deliver, 2), num(r.us_per_delivery.write, 2),
+      num(r.us_per_delivery.after, 2), num(r.us_per_delivery.total, 2), r.heap_bytes_per_delivery, r.gc.count, num(r.gc.us_per_delivery, 2)]),
+  ));
+}
+
 function printHttp(r: HttpResult): void {
   print(table(
     `HTTP: GET / (${num(r.body_bytes)} B page) over ${r.connections} keep-alive connections, ${num(r.cpu.wall_s, 1)} s`,
@@ -551,6 +563,20 @@ async function main(): Promise<void> {
     const rows = runCodec(o.codecTimeS, log);
     report['codec'] = rows;
     printCodec(rows);
+    print();
+  }
+
+  if (o.only.has('stages')) {
+    log('stages: measuring the delivery path in a child process');
+    try {
+      // 400 messages per socket either way: what the kernel keeps for a socket nobody reads.
+      const rows = [runStagesChild(o.subs[0]!, 400, 1), runStagesChild(o.subs[0]!, 40, 10)];
+      report['stages'] = rows;
+      printStages(rows);
+    } catch (error) {
+      print(`Stages: could not run: ${(error as Error).message}`);
+      failed = true;
+    }
     print();
   }
 

@@ -89,7 +89,12 @@ export class WebSocketTransport implements ConnectionHandler {
   private appBacklog = false;
   private outputBacklog = false;
   private readingPaused = false;
-  /** Frames written this turn, not yet handed to the socket (see onWrite), and their size. */
+  /**
+   * Frames written this turn, not yet handed to the socket (see onWrite), and their size: the
+   * first in `pendingFirst`, any more in `pending`. A turn with one frame for this socket (a
+   * broadcast at a moderate rate) then allocates no array.
+   */
+  private pendingFirst: Buffer | null = null;
   private pending: Buffer[] | null = null;
   private pendingBytes = 0;
   /** One promise shared by every `send` waiting for 'drain', not one listener each. */
@@ -213,9 +218,11 @@ export class WebSocketTransport implements ConnectionHandler {
    */
   onWrite(bytes: Buffer): void {
     if (this.socket.destroyed) return;
-    if (this.pending === null) {
-      this.pending = [bytes];
+    if (this.pendingFirst === null) {
+      this.pendingFirst = bytes;
       scheduleFlush(this);
+    } else if (this.pending === null) {
+      this.pending = [this.pendingFirst, bytes];
     } else {
       this.pending.push(bytes);
     }
@@ -264,14 +271,16 @@ export class WebSocketTransport implements ConnectionHandler {
 
   /** Hands this turn's frames to the socket: one write, of a Buffer shared when possible. */
   flush(): void {
+    const first = this.pendingFirst;
+    if (first === null) return;
     const frames = this.pending;
-    if (frames === null) return;
+    this.pendingFirst = null;
     this.pending = null;
     const bytes = this.pendingBytes;
     this.pendingBytes = 0;
     if (this.socket.destroyed) return;
     serverMetrics.bytesSent += bytes;
-    if (frames.length === 1) this.socket.write(frames[0]!);
+    if (frames === null) this.socket.write(first);
     else if (bytes <= MAX_JOINED_BYTES) this.socket.write(joined(frames, bytes));
     else {
       // Large runs: let the socket gather them in one writev() instead of copying them.
