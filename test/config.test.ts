@@ -14,7 +14,14 @@ describe('readChatConfig', () => {
     assert.deepEqual(readChatConfig({}), {
       historySize: 50, queueMaxMessages: 1000, queueMaxBytes: 1048576, maxSenderLength: 64, maxMessageLength: 4096,
       ratePerSecond: 20, rateBurst: 100, maxRoomMembers: 100, maxRoomsPerUser: 100, secret: null, allowedOrigins: [],
+      dedupeWindow: 86400, dedupeMaxEntries: 100000, logSegmentBytes: 67108864, dataDir: 'data',
     });
+  });
+
+  test('CHAT_DATA_DIR: a path as given; empty or blank means memory only', () => {
+    assert.equal(readChatConfig({ CHAT_DATA_DIR: '/var/lib/chat' }).dataDir, '/var/lib/chat');
+    assert.equal(readChatConfig({ CHAT_DATA_DIR: '' }).dataDir, null);
+    assert.equal(readChatConfig({ CHAT_DATA_DIR: '  ' }).dataDir, null);
   });
 
   test('reads every variable', () => {
@@ -23,10 +30,12 @@ describe('readChatConfig', () => {
       CHAT_MAX_SENDER_LENGTH: '7', CHAT_MAX_MESSAGE_LENGTH: '9', CHAT_RATE_PER_SECOND: '3', CHAT_RATE_BURST: '4',
       CHAT_MAX_ROOM_MEMBERS: '6', CHAT_MAX_ROOMS_PER_USER: '8', CHAT_SECRET: 'x'.repeat(32),
       CHAT_ALLOWED_ORIGINS: 'https://chat.example.com, http://localhost:3000',
+      CHAT_DEDUPE_WINDOW: '60', CHAT_DEDUPE_MAX_ENTRIES: '11', CHAT_LOG_SEGMENT_BYTES: '65536', CHAT_DATA_DIR: 'here',
     }), {
       historySize: 5, queueMaxMessages: 10, queueMaxBytes: 2048, maxSenderLength: 7, maxMessageLength: 9,
       ratePerSecond: 3, rateBurst: 4, maxRoomMembers: 6, maxRoomsPerUser: 8, secret: Buffer.from('x'.repeat(32)),
       allowedOrigins: ['https://chat.example.com', 'http://localhost:3000'],
+      dedupeWindow: 60, dedupeMaxEntries: 11, logSegmentBytes: 65536, dataDir: 'here',
     });
   });
 

@@ -131,13 +131,13 @@ describe('the limits table', () => {
       assert.ok(table.includes(`| ${limit.what} | ${formatQuantity(limit.value, limit.unit)} | ${limit.atBound} |`), limit.what);
     }
     const bounding = Object.values(CHAT_SETTINGS as Record<string, NumberSetting>).filter((setting) => setting.what !== undefined);
-    assert.deepEqual(bounding.map((setting) => setting.env), ['CHAT_QUEUE_MAX_MESSAGES', 'CHAT_QUEUE_MAX_BYTES']);
+    assert.deepEqual(bounding.map((setting) => setting.env), ['CHAT_QUEUE_MAX_MESSAGES', 'CHAT_QUEUE_MAX_BYTES', 'CHAT_DEDUPE_MAX_ENTRIES']);
     for (const setting of bounding) assert.ok(table.includes(`| \`${setting.env}\`, default ${formatQuantity(setting.default, setting.unit)} |`), setting.env);
   });
 
   test('the rows, header and separator included, all have four cells', () => {
     const rows = table.split('\n');
-    const expected = 2 + Object.keys(SERVER_LIMITS).length + 1 + Object.keys(CHAT_LIMITS).length + 2;
+    const expected = 2 + Object.keys(SERVER_LIMITS).length + 1 + Object.keys(CHAT_LIMITS).length + 3;
     assert.equal(rows.length, expected);
     for (const row of rows) assert.equal(row.split('|').length, 6, row);
   });
