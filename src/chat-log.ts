@@ -93,6 +93,8 @@ export class ChatLog {
   private checkpointStartedAt = 0;
   private lastCheckpointBytes = 0;
   private checkpointing = false;
+  /** A checkpoint is to start in a microtask (see append). */
+  private checkpointQueued = false;
   /** Checkpoints completed since startup (metrics, tests). */
   checkpoints = 0;
 
@@ -163,8 +165,17 @@ export class ChatLog {
       throw error;
     }
     // Two subtractions and a comparison per record: cheap enough to ask every time.
-    if (!this.checkpointing && this.log.stats.bytesFlushed - this.checkpointStartedAt > Math.max(this.options.segmentBytes, 2 * this.lastCheckpointBytes)) {
-      this.startCheckpoint();
+    if (!this.checkpointing && !this.checkpointQueued && this.log.stats.bytesFlushed - this.checkpointStartedAt > Math.max(this.options.segmentBytes, 2 * this.lastCheckpointBytes)) {
+      // Not now: in a microtask, once the caller has returned. The caller notes its record in
+      // memory only after this append returns (the lobby's loop adds it to its group awaiting
+      // the flush), and the checkpoint takes its snapshot from memory: started from in here, it
+      // would leave out this very record, already written to a segment the checkpoint deletes
+      // (a delivered lobby message lost after a restart; the crash loop found it).
+      this.checkpointQueued = true;
+      queueMicrotask(() => {
+        this.checkpointQueued = false;
+        this.startCheckpoint();
+      });
     }
   }
 

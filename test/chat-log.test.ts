@@ -149,6 +149,30 @@ test('checkpoints keep what must be kept and delete the segments before them', a
   await again.chatLog!.close();
 });
 
+test('a lobby message whose append starts a checkpoint is in that checkpoint (the old segments it was written to are deleted)', async (t) => {
+  // The append that crosses the checkpoint threshold used to take the lobby's snapshot from inside
+  // appendLobby, before the loop had noted the message as written: the checkpoint left it out,
+  // and once the segments before the checkpoint were deleted, a delivered message was gone.
+  const dir = tempDir(t);
+  const settings = config(dir, { logSegmentBytes: 4096, historySize: 1000 });
+  const memory = await openChatMemory(settings);
+  const outlet = worker(memory);
+  const texts: string[] = [];
+  for (let i = 0; i < 150; i++) {
+    texts.push(`lobby ${i} `.repeat(4));
+    assert.equal((await publish(memory, outlet, [texts[i]])).delivered.length, 1);
+  }
+  while (memory.chatLog!.checkpointInProgress) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.ok(memory.chatLog!.checkpoints >= 2, `checkpoints: ${memory.chatLog!.checkpoints}`);
+  await memory.chatLog!.close();
+  assert.ok(!readdirSync(dir).includes('00000000000000000001.log'), 'the first segment was deleted');
+
+  const again = await openChatMemory(settings);
+  const kept = history(again, worker(again)).m.map((text) => (JSON.parse(text) as { message: string }).message);
+  assert.deepEqual(kept, texts);
+  await again.chatLog!.close();
+});
+
 test('a flush that fails: the writes are undone, their clients told, and writes resume by themselves', async (t) => {
   const dir = tempDir(t);
   let failSyncs = 0;

@@ -29,16 +29,33 @@ export interface ServerHandle {
   /** Set when the server exited by itself (a crash, for instance). */
   exitedWith: string | null;
   stop(): Promise<void>;
+  /**
+   * SIGKILL to the primary and every worker in one signal (to the process group: see `detached`),
+   * as a power loss would stop them, and resolves once the primary is gone. Needs `detached`.
+   */
+  killTree(): Promise<void>;
+}
+
+export interface StartOptions {
+  /**
+   * Start the server as the leader of a process group of its own (its workers join it), so that
+   * killTree() can kill the whole tree at once: the crash loop (crash-loop.ts) needs that.
+   */
+  detached?: boolean;
 }
 
 const MAIN = fileURLToPath(new URL('../main.js', import.meta.url));
 const START_TIMEOUT_MS = 20_000;
 
 /** Starts the server with `extraArgs` on its command line and `env` added to this process's environment. */
-export function startServer(workers: number, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<ServerHandle> {
+export function startServer(workers: number, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}, options: StartOptions = {}): Promise<ServerHandle> {
   const args = [MAIN, '--port', '0', '--host', '127.0.0.1', '--log-level', 'warning', '--workers', String(workers), ...extraArgs];
   const dataDir = env.CHAT_DATA_DIR === undefined ? mkdtempSync(join(tmpdir(), 'chat-bench-data-')) : null;
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(dataDir ? { CHAT_DATA_DIR: dataDir } : {}), ...env } });
+  const child: ChildProcess = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...(dataDir ? { CHAT_DATA_DIR: dataDir } : {}), ...env },
+    detached: options.detached ?? false,
+  });
   const logLines: string[] = [];
   let exited: Promise<void>;
   return new Promise((resolve, reject) => {
@@ -68,6 +85,7 @@ export function startServer(workers: number, extraArgs: string[] = [], env: Node
         logLines,
         exitedWith: null,
         stop: () => stop(child, exited),
+        killTree: () => killTree(child, exited, options.detached ?? false),
       };
       resolve(handle);
     });
@@ -101,4 +119,14 @@ async function stop(child: ChildProcess, exited: Promise<void>): Promise<void> {
     await exited;
   }
   clearTimeout(timer);
+}
+
+async function killTree(child: ChildProcess, exited: Promise<void>, detached: boolean): Promise<void> {
+  if (!detached) throw new Error('killTree() needs a server started with detached: true');
+  try {
+    process.kill(-child.pid!, 'SIGKILL'); // the group: the primary and every worker, in one kill(2)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error; // ESRCH: the group is gone already
+  }
+  await exited;
 }

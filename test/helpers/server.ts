@@ -29,6 +29,11 @@ export interface RunningServer {
   exited: Promise<number | string>;
   /** Sends the signal (SIGTERM by default) and waits for the exit; SIGKILL after `graceMs`. */
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number | string>;
+  /**
+   * SIGKILL to the whole process tree at once (the primary and every worker: a power loss as far
+   * as the processes can tell), and waits for the exit. Needs `detached: true` at start.
+   */
+  killTree(): Promise<number | string>;
 }
 
 export interface StartOptions {
@@ -37,6 +42,12 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
   /** How long to wait for the listening line. */
   timeoutMs?: number;
+  /**
+   * Start the server as the leader of a process group of its own, which its workers join, so that
+   * killTree() can kill the whole tree with one signal to the group (kill(-pid)): no worker or
+   * primary gets a moment to act (say, a primary forking a worker that was killed before it).
+   */
+  detached?: boolean;
 }
 
 /** A new empty directory for one server's message log (CHAT_DATA_DIR); the caller removes it. */
@@ -66,6 +77,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     cwd: PROJECT_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached ?? false,
   });
   let out = '';
   proc.stdout!.setEncoding('utf8').on('data', (s: string) => { out += s; });
@@ -109,6 +121,15 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
         const code = await exited;
         clearTimeout(timer);
         return code;
+      }
+      return exited;
+    },
+    async killTree() {
+      if (!options.detached) throw new Error('killTree() needs a server started with detached: true');
+      try {
+        process.kill(-proc.pid!, 'SIGKILL');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error; // ESRCH: all gone already
       }
       return exited;
     },
