@@ -52,7 +52,7 @@ export interface StagesResult {
 
 export async function runStages(subs: number, batches: number, perBatch: number): Promise<StagesResult> {
   const config = readChatConfig({ ...process.env, CHAT_DATA_DIR: '' });
-  const hub = createHub(config);
+  const hub = await createHub(config);
   const state = { hub, config } as unknown as State;
   const settings: WebSocketSettings = {
     rootPath: '', trustedProxies: null, maxMessageSize: 1 << 20, maxFragments: SERVER_LIMITS.maxFragments.value,
