@@ -678,6 +678,21 @@ function printFanoutSummary(runs: FanoutRun[], o: Options, subs: number): Record
     rows.push(['on / off', num(ratios['best_msgs_per_s'], 3), num(ratios['best_deliveries_per_s'], 3), num(ratios['best_us_per_delivery'], 3),
       num(ratios['best_p99_ms'], 2), num(ratios['fixed_msgs_per_s'], 3), num(ratios['fixed_us_per_delivery'], 3), num(ratios['fixed_p50_ms'], 2),
       num(ratios['fixed_p99_ms'], 2), '', '', '', '']);
+    // The fixed runs of one repeat share a rate, which differs between repeats: each repeat's own
+    // ratio, then their median, compares at one load (the medians above may mix loads).
+    if (o.repeats > 1) {
+      const perRepeat = (key: string): number | null => median([...new Set(runs.map((run) => run.repeat))].map((repeat) => {
+        const on = runs.find((run) => run.repeat === repeat && run.log === 'on');
+        const off = runs.find((run) => run.repeat === repeat && run.log === 'off');
+        const a = on && runFigures(on.result)[key];
+        const b = off && runFigures(off.result)[key];
+        return typeof a === 'number' && typeof b === 'number' && b !== 0 ? a / b : null;
+      }));
+      for (const key of ['best_msgs_per_s', 'fixed_us_per_delivery', 'fixed_p50_ms', 'fixed_p99_ms']) ratios[`${key}_per_repeat_median`] = perRepeat(key);
+      rows.push(['on / off, median of repeats', num(ratios['best_msgs_per_s_per_repeat_median'], 3), '', '', '', '',
+        num(ratios['fixed_us_per_delivery_per_repeat_median'], 3), num(ratios['fixed_p50_ms_per_repeat_median'], 2),
+        num(ratios['fixed_p99_ms_per_repeat_median'], 2), '', '', '', '']);
+    }
   }
   print(table(
     `Fan-out (lobby), the message log on and off: ${subs} subscribers + ${o.pubs} publishers, ${o.size} B messages, --workers ${o.workers}` +
