@@ -8,7 +8,8 @@
 //   - each worker's hub (broadcast.ts): lobby messages published, messages delivered, slow
 //     consumers closed, and, computed when asked, the longest subscriber queue and the IPC backlog
 //     towards the primary;
-//   - the primary: the IPC backlog towards each worker and the rooms' figures.
+//   - the primary: the IPC backlog towards each worker, the rooms' figures, and the message log's
+//     (chat-log.ts: flushes, bytes, records, health, checkpoints), which lives where the loop does.
 // A scrape gathers one ProcessSnapshot per worker and one PrimarySnapshot into a MetricsReport
 // (metrics-cluster.ts does that over IPC; with --workers 1 the one process is both), and
 // metricFamilies() turns the report into families. Counters are summed over the workers that
@@ -17,6 +18,7 @@
 // Nothing here runs on the delivery path: the hot paths only increment integers, and everything
 // else (walking the queues, copying counters, rendering) happens once per scrape.
 import type { Hub } from './broadcast.js';
+import type { ChatLog } from './chat-log.js';
 import type { MetricFamily, MetricType, Sample } from './prometheus.js';
 import type { RoomService } from './rooms/service.js';
 import { snapshotServerMetrics, type RefusedHandshakes, type ServerMetrics } from './server/metrics.js';
@@ -41,6 +43,18 @@ export interface PrimarySnapshot {
   outcomesQueued: number;
   /** Per worker: messages sent to it and not yet flushed over IPC. */
   ipcToWorkers: Array<{ pid: number; pending: number }>;
+  /** The message log's figures since startup; null when it is off (CHAT_DATA_DIR empty: memory only). */
+  log: LogSnapshot | null;
+}
+
+/** The message log's figures (chat-log.ts, log/message-log.ts), read when a scrape asks. */
+export interface LogSnapshot {
+  /** Group commits made durable (one write and one fdatasync each), their bytes, records appended. */
+  flushes: number;
+  bytes: number;
+  records: number;
+  healthy: boolean;
+  checkpoints: number;
 }
 
 /** Everything one scrape reports. */
@@ -67,9 +81,14 @@ export function snapshotProcess(hub: Hub): ProcessSnapshot {
   };
 }
 
-/** The primary's snapshot, from its rooms' service and its outlets' backlogs. */
-export function snapshotPrimary(rooms: RoomService, ipcToWorkers: Array<{ pid: number; pending: number }>): PrimarySnapshot {
-  return { usersOnline: rooms.usersOnline, outcomesQueued: rooms.outcomesQueued, ipcToWorkers };
+/** The primary's snapshot, from its rooms' service, its outlets' backlogs and its message log (null: off). */
+export function snapshotPrimary(rooms: RoomService, ipcToWorkers: Array<{ pid: number; pending: number }>, chatLog: ChatLog | null): PrimarySnapshot {
+  let log: LogSnapshot | null = null;
+  if (chatLog !== null) {
+    const stats = chatLog.stats;
+    log = { flushes: stats.flushes, bytes: stats.bytesFlushed, records: stats.records, healthy: chatLog.healthy, checkpoints: chatLog.checkpoints };
+  }
+  return { usersOnline: rooms.usersOnline, outcomesQueued: rooms.outcomesQueued, ipcToWorkers, log };
 }
 
 // ---- the declarations ------------------------------------------------------------------------------
@@ -98,6 +117,10 @@ export const REFUSAL_REASONS: Readonly<Record<keyof RefusedHandshakes, string>> 
 /** One sample: the sum over the processes that answered. */
 const sum = (pick: (worker: ProcessSnapshot) => number) => (report: MetricsReport): Sample[] =>
   [{ value: report.processes.reduce((total, worker) => total + pick(worker), 0) }];
+
+/** The message log's one sample, or none when the log is off (memory only). */
+const fromLog = (pick: (log: LogSnapshot) => number) => (report: MetricsReport): Sample[] =>
+  (report.primary.log === null ? [] : [{ value: pick(report.primary.log) }]);
 
 /** One sample per process that answered, labelled with its pid. */
 const perWorker = (pick: (worker: ProcessSnapshot) => number) => (report: MetricsReport): Sample[] =>
@@ -192,6 +215,34 @@ export const METRICS = {
     type: 'gauge', labels: [],
     help: 'Answers to rooms requests waiting for the store to confirm their writes.',
     samples: (report) => [{ value: report.primary.outcomesQueued }],
+  },
+  chat_log_flushes_total: {
+    type: 'counter', labels: [],
+    help: 'Group commits of the message log made durable since startup: one write and one fdatasync each, '
+      + 'carrying every record appended during the previous one (no sample when CHAT_DATA_DIR is empty: memory only).',
+    samples: fromLog((log) => log.flushes),
+  },
+  chat_log_bytes_total: {
+    type: 'counter', labels: [],
+    help: 'Bytes the message log made durable since startup, record headers included (no sample when the log is off).',
+    samples: fromLog((log) => log.bytes),
+  },
+  chat_log_records_total: {
+    type: 'counter', labels: [],
+    help: 'Records appended to the message log since startup: lobby and room messages, rooms\' changes, checkpoints\' records '
+      + '(no sample when the log is off).',
+    samples: fromLog((log) => log.records),
+  },
+  chat_log_healthy: {
+    type: 'gauge', labels: [],
+    help: '1 while the message log takes writes, 0 during a failure episode (a full disk...), when every write is refused '
+      + '(no sample when the log is off).',
+    samples: fromLog((log) => (log.healthy ? 1 : 0)),
+  },
+  chat_log_checkpoints_total: {
+    type: 'counter', labels: [],
+    help: 'Checkpoints of the message log completed since startup, each letting older segments be deleted (no sample when the log is off).',
+    samples: fromLog((log) => log.checkpoints),
   },
   chat_metrics_workers_asked: {
     type: 'gauge', labels: [],

@@ -7,7 +7,8 @@
 //
 // Both send through the loop's outlets, so one flow control (broadcast.ts) covers all IPC. A scrape
 // of /metrics is answered here too (metrics-cluster.ts): {"t":"metrics:…"}, outside that flow
-// control, since it is a few small messages per scrape and must not wait behind a paused chat.
+// control, since it is a few small messages per scrape and must not wait behind a paused chat; the
+// message log's figures (chat_log_*) come from here, where the log lives.
 import cluster, { type Worker } from 'node:cluster';
 import { type Outlet, type ToPrimary } from './broadcast.js';
 import { openChatMemory } from './chat-memory.js';
@@ -47,7 +48,7 @@ export async function startChatPrimary(): Promise<{ stop(): Promise<void> }> {
   const metrics = new MetricsCollector(() => snapshotPrimary(rooms.service, Object.values(cluster.workers ?? {})
     .filter((worker): worker is Worker => worker !== undefined)
     .map((worker) => ({ pid: worker.process.pid ?? 0, pending: outlets.get(worker.id)?.pending ?? 0 }))
-    .sort((a, b) => a.pid - b.pid)));
+    .sort((a, b) => a.pid - b.pid), chatLog));
   const onMessage = (worker: Worker, message: ToPrimary | MetricsToPrimary): void => {
     const type = message?.t;
     if (type === 'room:in') rooms.handle(outletOf(worker).id, message);

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { connectRaw, httpOnce, Op, type Frame, type HttpResponse, type RawWebSocket } from './helpers/raw-ws.js';
 import { startServer, type RunningServer } from './helpers/server.js';
+import { RECORD_HEADER_BYTES } from '../src/log/record.js';
 
 const TIMEOUT = { timeout: 30_000 };
 
@@ -72,6 +73,8 @@ const frameBytes = (frame: Frame): number => 2 + frame.lengthBytes + frame.paylo
 /** A chat client on a raw socket that counts every byte the server sends it. */
 class Subscriber {
   bytesRead = 0;
+  /** The JSON of every chat message read (what the primary wrote to the message log, after its 'L'). */
+  readonly payloads: string[] = [];
   private constructor(readonly ws: RawWebSocket) {}
 
   /** Opens /chat and reads the greeting. */
@@ -93,7 +96,11 @@ class Subscriber {
   /** Reads `count` chat messages; returns their texts. */
   async readMessages(count: number): Promise<string[]> {
     const texts: string[] = [];
-    for (let i = 0; i < count; i++) texts.push((JSON.parse((await this.read()).payload.toString()) as { message: string }).message);
+    for (let i = 0; i < count; i++) {
+      const payload = (await this.read()).payload.toString();
+      this.payloads.push(payload);
+      texts.push((JSON.parse(payload) as { message: string }).message);
+    }
     return texts;
   }
 
@@ -103,6 +110,20 @@ class Subscriber {
     await this.ws.waitClose();
     this.ws.destroy();
   }
+}
+
+/**
+ * The message log's figures after the lobby messages `payloads` and nothing else: one record each
+ * ('L' and the message's JSON, behind the record header), made durable in at least one group commit
+ * and at most one per message (how many share a commit depends on timing), healthy, no checkpoint.
+ */
+function assertLogFigures(samples: Sample[], payloads: string[]): void {
+  assert.equal(valueOf(samples, 'chat_log_records_total'), payloads.length);
+  assert.equal(valueOf(samples, 'chat_log_bytes_total'), payloads.reduce((total, json) => total + RECORD_HEADER_BYTES + 1 + Buffer.byteLength(json), 0));
+  const flushes = valueOf(samples, 'chat_log_flushes_total');
+  assert.ok(flushes >= 1 && flushes <= payloads.length, `1 to ${payloads.length} group commits, got ${flushes}`);
+  assert.equal(valueOf(samples, 'chat_log_healthy'), 1);
+  assert.equal(valueOf(samples, 'chat_log_checkpoints_total'), 0);
 }
 
 /** Each of these is refused, with this status, under this reason. */
@@ -184,6 +205,7 @@ describe('/metrics with --workers 2', () => {
     assert.equal(valueOf(samples, 'chat_rooms_outcomes_queued'), 0);
     assert.equal(valueOf(samples, 'chat_metrics_workers_asked'), 2);
     assert.equal(valueOf(samples, 'chat_metrics_workers_answered'), 2);
+    assertLogFigures(samples, subscribers[0]!.payloads);
 
     // /healthz still answers from the worker it reaches, with that worker's connections.
     const health = await get(server.port, '/healthz');
@@ -265,6 +287,7 @@ describe('/metrics with --workers 1', () => {
     assert.equal(valueOf(samples, 'chat_ipc_backlog_messages', { direction: 'to_worker', worker: pid }), 0);
     assert.equal(valueOf(samples, 'chat_metrics_workers_asked'), 1);
     assert.equal(valueOf(samples, 'chat_metrics_workers_answered'), 1);
+    assertLogFigures(samples, subscribers[0]!.payloads);
   });
 
   test('only GET and HEAD', TIMEOUT, async () => {

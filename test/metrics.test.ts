@@ -38,7 +38,10 @@ const worker202: ProcessSnapshot = {
 const REPORT: MetricsReport = {
   workersAsked: 3,
   processes: [worker101, worker202],
-  primary: { usersOnline: 4, outcomesQueued: 1, ipcToWorkers: [{ pid: 101, pending: 0 }, { pid: 202, pending: 5 }] },
+  primary: {
+    usersOnline: 4, outcomesQueued: 1, ipcToWorkers: [{ pid: 101, pending: 0 }, { pid: 202, pending: 5 }],
+    log: { flushes: 6, bytes: 2048, records: 9, healthy: false, checkpoints: 2 },
+  },
 };
 
 describe('the exposition of a report', () => {
@@ -74,6 +77,11 @@ describe('the exposition of a report', () => {
       'chat_ipc_backlog_messages{direction="to_worker",worker="202"} 5',
       'chat_rooms_users_online 4',
       'chat_rooms_outcomes_queued 1',
+      'chat_log_flushes_total 6',
+      'chat_log_bytes_total 2048',
+      'chat_log_records_total 9',
+      'chat_log_healthy 0',
+      'chat_log_checkpoints_total 2',
       'chat_metrics_workers_asked 3',
       'chat_metrics_workers_answered 2',
     ]);
@@ -86,6 +94,15 @@ describe('the exposition of a report', () => {
     assert.deepEqual(headers, expected);
     assert.ok(text.startsWith('# HELP asgi_websocket_connections_open '), 'the text opens with the first family');
     assert.ok(text.endsWith(' 2\n'), 'the text ends with a line feed');
+  });
+
+  test('memory only (no message log): the log\'s families declare themselves and carry no sample', () => {
+    const families = metricFamilies({ ...REPORT, primary: { ...REPORT.primary, log: null } });
+    const logFamilies = families.filter((family) => family.name.startsWith('chat_log_'));
+    assert.deepEqual(logFamilies.map((family) => family.name),
+      ['chat_log_flushes_total', 'chat_log_bytes_total', 'chat_log_records_total', 'chat_log_healthy', 'chat_log_checkpoints_total']);
+    for (const family of logFamilies) assert.deepEqual(family.samples, [], family.name);
+    assert.equal(families.find((family) => family.name === 'chat_rooms_users_online')?.samples[0]?.value, 4, 'the rest as before');
   });
 
   test('a scrape in which no worker answered still reports the primary and says so', () => {

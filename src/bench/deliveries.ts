@@ -30,7 +30,8 @@
 // delivery arrived (or the drain timeout). Deliveries are attributed to the step written inside
 // the message, not to the window they land in, so a slow tail from one step is never counted as
 // the next step's. Over the window, /proc gives the server tree's CPU, so "CPU µs per delivery"
-// is the server's cost of one message reaching one connection, all processes included.
+// is the server's cost of one message reaching one connection, all processes included; and, when
+// the server has a message log, its counters (server-log.ts) give the flushes and bytes it wrote.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { BenchSocket, OpenResult, Target } from './client.js';
@@ -38,6 +39,7 @@ import { monoUs } from './clock.js';
 import { Histogram, type LatencySummary } from './histogram.js';
 import { MAX_STEPS, type DeliveryCounter, type DeliveryReport } from './message.js';
 import { cpuSnapshot, cpuWindow, type CpuWindow } from './proc.js';
+import type { LogCounters } from './server-log.js';
 import type { SubscriberThreadData, ThreadOpened, ToSubscriberThread } from './subscriber-thread.js';
 import { Opcode, encodeMaskedFrame } from '../server/frames.js';
 
@@ -66,6 +68,17 @@ export interface DeliveryOptions {
   concurrency: number;
   connectTimeoutS: number;
   log: (line: string) => void;
+  /** Reads the server's message log counters (server-log.ts); absent or null: no log figures. */
+  logCounters?: () => Promise<LogCounters | null>;
+}
+
+/** What the server's message log made durable over a step's window (null: memory only, or unknown). */
+export interface StepLog {
+  flushes: number;
+  bytes: number;
+  records: number;
+  flushes_per_s: number;
+  bytes_per_s: number;
 }
 
 export interface StepResult {
@@ -91,6 +104,7 @@ export interface StepResult {
   loadgen_cpu_us_per_delivery: number | null;
   /** Busy fraction of each load generator event loop: main, then each receiving thread. */
   loop_busy: { main: number; subscribers: number[] };
+  log: StepLog | null;
   /** How late the pacing timer ran at worst, in ms (a busy main thread shows here). */
   pacing_max_lag_ms: number;
   connections_dropped: number;
@@ -307,6 +321,7 @@ class StepRunner {
     const before = await this.gather(null);
     const mainLoop0 = performance.eventLoopUtilization();
     const subLoops0 = this.setup.threads.map((w) => w.worker.performance.eventLoopUtilization());
+    const log0 = (await o.logCounters?.()) ?? null; // read before the window opens: not in its CPU
     const cpu0 = cpuSnapshot(o.serverPid);
 
     const paced = await this.pace(step, rate, seconds);
@@ -324,6 +339,7 @@ class StepRunner {
     const cpu = cpuWindow(cpu0, cpuSnapshot(o.serverPid));
     const mainBusy = performance.eventLoopUtilization(mainLoop0).utilization;
     const subBusy = this.setup.threads.map((w, i) => w.worker.performance.eventLoopUtilization(subLoops0[i]).utilization);
+    const log1 = log0 === null ? null : await o.logCounters!();
     const after = await this.gather(step);
     received = after.received[step]!;
     const latency = after.histogram.summary();
@@ -355,6 +371,7 @@ class StepRunner {
       server_cpu_us_per_delivery: cpu.server_cpu_s === null || !received ? null : round((cpu.server_cpu_s * 1e6) / received, 2),
       loadgen_cpu_us_per_delivery: received ? round((cpu.loadgen_cpu_s * 1e6) / received, 2) : null,
       loop_busy: { main: round(mainBusy, 2), subscribers: subBusy.map((x) => round(x, 2)) },
+      log: log0 === null || log1 === null ? null : stepLog(log0, log1, cpu.wall_s),
       pacing_max_lag_ms: round(paced.maxLagMs, 1),
       connections_dropped: dropped,
       passed: failures.length === 0,
@@ -413,6 +430,12 @@ class StepRunner {
       tick();
     });
   }
+}
+
+function stepLog(before: LogCounters, after: LogCounters, wallS: number): StepLog {
+  const flushes = after.flushes - before.flushes;
+  const bytes = after.bytes - before.bytes;
+  return { flushes, bytes, records: after.records - before.records, flushes_per_s: Math.round(flushes / wallS), bytes_per_s: Math.round(bytes / wallS) };
 }
 
 export function emptyOpen(): Omit<OpenResult, 'clients'> {

@@ -6,7 +6,9 @@
 //   http     GET / requests per second over keep-alive connections (http-load.ts)
 //   idle     server memory per open connection, handshakes per second (idle.ts)
 //   fanout   the lobby's broadcast: deliveries per second, delivery ratio, latency, server CPU per
-//            delivery; a ramp to the highest rate delivered completely, then a fixed rate (fanout.ts)
+//            delivery; a ramp to the highest rate delivered completely, then a fixed rate (fanout.ts);
+//            by default twice, with the message log on and off (memory only), side by side, with
+//            the log's flushes and bytes per second read from the server's /metrics (server-log.ts)
 //   rooms    the same figures for rooms: R rooms × M members, P publishers sending new_message
 //            (rooms.ts); both run on the same measuring machinery (deliveries.ts)
 //
@@ -31,6 +33,7 @@ import { HAVE_PROC, openFilesLimit, type CpuWindow } from './proc.js';
 import { num, table } from './report.js';
 import { BENCH_RATE, roomsServerEnv, runRooms, type RoomsResult } from './rooms.js';
 import { startServer, type ServerHandle } from './server-process.js';
+import { readLogCounters } from './server-log.js';
 import { checkSecret } from '../jwt.js';
 
 const USAGE = `Usage: npm run bench -- [options]      (or: node dist/bench/main.js [options])
@@ -51,6 +54,11 @@ Scenarios and server:
 Lobby fan-out (C subscribers, P publishers on /chat; every message reaches every connection):
   --subs LIST           subscriber counts, one run each (default 1000; e.g. 100,1000,5000)
   --pubs N              publishers (default 2)
+  --log LIST            the message log on the server: on, off (memory only: CHAT_DATA_DIR empty)
+                        or on,off (default): both, side by side, each on its own fresh servers,
+                        the two alternating (on, off, then off, on...) so that noise hits both;
+                        the fixed runs of a repeat share one rate (half the lower ramp best)
+  --repeats N           runs of each --log mode (default 1); the summary gives their medians
 
 Rooms (R rooms of M members; P publishers, each a member of R/P rooms, send new_message;
 every message reaches its room's M members, the publisher's own copy being its answer):
@@ -100,6 +108,8 @@ interface Options {
   quick: boolean;
   subs: number[];
   pubs: number;
+  logModes: LogMode[];
+  repeats: number;
   rooms: number;
   members: number;
   publishers: number;
@@ -128,6 +138,9 @@ interface Options {
 
 class UsageError extends Error {}
 
+/** The message log on the server under test (on: a fresh data dir; off: memory only), or as it is (--url). */
+type LogMode = 'on' | 'off' | 'as is';
+
 const SCENARIOS = ['codec', 'stages', 'http', 'idle', 'fanout', 'rooms'];
 
 /** The default profile (a few minutes on a 2-core machine) and the --quick one (< 40 s). */
@@ -146,7 +159,7 @@ function parseOptions(argv: string[]): Options | 'help' {
       allowPositionals: false,
       options: {
         only: string, workers: string, url: string, 'server-pid': string, quick: { type: 'boolean' },
-        subs: string, pubs: string, rooms: string, members: string, publishers: string, size: string, mode: string, rate: string, duration: string, step: string,
+        subs: string, pubs: string, log: string, repeats: string, rooms: string, members: string, publishers: string, size: string, mode: string, rate: string, duration: string, step: string,
         'ramp-start': string, 'ramp-factor': string, 'max-steps': string, 'max-p99': string, drain: string,
         threads: string, 'idle-conns': string, concurrency: string, 'http-conns': string,
         'http-duration': string, 'codec-time': string, json: string, help: { type: 'boolean' },
@@ -193,6 +206,12 @@ function parseOptions(argv: string[]): Options | 'help' {
     }
     if (!['http:', 'ws:'].includes(parsed.protocol)) throw new UsageError(`--url must be http:// or ws:// (no TLS), got "${url}"`);
   }
+  const logRaw = text('log');
+  if (logRaw !== undefined && url !== null) throw new UsageError('--log goes without --url (the benchmark can only choose the log of a server it starts)');
+  const logModes = (logRaw ?? 'on,off').split(',').map((s) => s.trim());
+  if (logModes.length === 0 || logModes.some((m) => m !== 'on' && m !== 'off') || new Set(logModes).size !== logModes.length) {
+    throw new UsageError(`--log must be on, off, on,off or off,on, got "${logRaw}"`);
+  }
   if (text('server-pid') !== undefined && url === null) throw new UsageError('--server-pid goes with --url (a server started by the benchmark is measured anyway)');
   const idleConns = list('idle-conns', profile.idleConns, 1, 1_000_000);
   if (idleConns.some((v, i) => i > 0 && v <= idleConns[i - 1]!)) throw new UsageError('--idle-conns must be ascending (each level adds connections to the previous one)');
@@ -209,6 +228,8 @@ function parseOptions(argv: string[]): Options | 'help' {
     quick: Boolean(values['quick']),
     subs: list('subs', profile.subs, 1, 1_000_000),
     pubs: number('pubs', 2, 1, MAX_PUBLISHERS),
+    logModes: url === null ? (logModes as LogMode[]) : ['as is'],
+    repeats: number('repeats', 1, 1, 20),
     rooms,
     members,
     publishers,
@@ -398,6 +419,7 @@ function stepRow(s: StepResult): (string | number | null)[] {
     s.step, s.kind, num(s.offered_msgs_per_s, 1), s.deliveries_per_s, num(s.delivery_ratio, 4),
     num(s.latency.p50_ms, 1), num(s.latency.p99_ms, 1), num(s.latency.max_ms, 1),
     num(s.cpu.server_cores, 2), num(s.server_cpu_us_per_delivery, 2),
+    s.log ? num(s.log.flushes_per_s) : '-', s.log ? num(s.log.bytes_per_s / 1000, 1) : '-',
     num(s.cpu.loadgen_cores, 2), [s.loop_busy.main, ...s.loop_busy.subscribers].map((x) => `${Math.round(x * 100)}%`).join('/'),
     s.passed ? 'pass' : 'FAIL',
   ];
@@ -427,10 +449,10 @@ function combineErrorAnswers(parts: RoomsResult[]): Record<string, number> {
 }
 
 /** The title line of a delivery scenario's table. */
-function deliveryTitle(r: FanoutResult | RoomsResult): string {
+function deliveryTitle(r: FanoutResult | RoomsResult, label: string): string {
   const receivers = r.connect.subscribers;
   if (r.scenario === 'fanout') {
-    return `Fan-out (lobby): ${r.subs} subscribers + ${r.pubs} publishers (${r.recipients} recipients), ${r.size} B messages, ` +
+    return `Fan-out (lobby${label}): ${r.subs} subscribers + ${r.pubs} publishers (${r.recipients} recipients), ${r.size} B messages, ` +
       `${r.threads} subscriber thread(s); connected in ${num(receivers.elapsed_s, 2)} s (${num(receivers.handshakes_per_s)}/s)`;
   }
   return `Rooms: ${num(r.rooms)} rooms × ${r.members} members (${num(r.connections)} connections), ${r.publishers} publisher(s) sending new_message ` +
@@ -438,16 +460,16 @@ function deliveryTitle(r: FanoutResult | RoomsResult): string {
     `${r.threads} member thread(s); ${num(r.setup.signed_in)} signed in and ${num(r.setup.rooms_created)} rooms created in ${num(r.setup.elapsed_s, 2)} s`;
 }
 
-function printDeliveries(r: FanoutResult | RoomsResult, o: Options): void {
-  const name = r.scenario === 'fanout' ? `Fan-out (lobby): ${r.subs} subscribers + ${r.pubs} publishers` : `Rooms: ${r.rooms} rooms × ${r.members} members, ${r.publishers} publishers`;
+function printDeliveries(r: FanoutResult | RoomsResult, o: Options, label = ''): void {
+  const name = r.scenario === 'fanout' ? `Fan-out (lobby${label}): ${r.subs} subscribers + ${r.pubs} publishers` : `Rooms: ${r.rooms} rooms × ${r.members} members, ${r.publishers} publishers`;
   if (r.steps.length === 0) {
     print(`${name}: no measurement`);
     if (r.error) print(`  ! ${r.error}`);
     return;
   }
   print(table(
-    deliveryTitle(r),
-    ['step', 'kind', 'offered msg/s', 'deliveries/s', 'ratio', 'p50 ms', 'p99 ms', 'max ms', 'server cores', 'server µs/delivery', 'loadgen cores', 'loops busy main/subs', 'result'],
+    deliveryTitle(r, label),
+    ['step', 'kind', 'offered msg/s', 'deliveries/s', 'ratio', 'p50 ms', 'p99 ms', 'max ms', 'server cores', 'server µs/delivery', 'log flushes/s', 'log KB/s', 'loadgen cores', 'loops busy main/subs', 'result'],
     r.steps.map(stepRow),
   ));
   if (r.scenario === 'rooms' && o.url === null) {
@@ -492,6 +514,7 @@ async function runDeliveryScenario<R extends FanoutResult | RoomsResult>(
     durationS: o.durationS, rampStart: o.rampStart, rampFactor: o.rampFactor, stepS: o.stepS,
     maxSteps: o.maxSteps, drainS: o.drainS, maxP99Ms: o.maxP99Ms, minRatio: 0.999, threads: o.threads,
     concurrency: o.concurrency, connectTimeoutS: 60, log,
+    logCounters: () => readLogCounters(server.target.host, server.target.port),
   });
   const runOnFreshServer = (mode: 'ramp' | 'fixed', rate: number | null, firstStep: number): Promise<{ value: R; server: ServerInfo }> => {
     const serverEnv = env(); // a fresh secret for each server
@@ -524,6 +547,162 @@ async function runDeliveryScenario<R extends FanoutResult | RoomsResult>(
     print(`${scenario}: could not run: ${(error as Error).message}`);
     return { report: { error: (error as Error).message }, ok: false };
   }
+}
+
+// ---- the lobby's fan-out, with the message log on and off ---------------------------------------
+
+/** One run of the fan-out (a ramp, then a fixed run; each on a fresh server) with the log on or off. */
+interface FanoutRun {
+  log: LogMode;
+  repeat: number;
+  result: FanoutResult;
+  serverLog: string[];
+}
+
+/** The environment of a fresh server for `mode`: on is the default (a fresh data dir: server-process.ts). */
+const logEnv = (mode: LogMode): Record<string, string> => (mode === 'off' ? { CHAT_DATA_DIR: '' } : {});
+const logLabel = (mode: LogMode, repeat: number, o: Options): string =>
+  (mode === 'as is' ? '' : `, log ${mode}`) + (o.repeats > 1 ? `, repeat ${repeat}` : '');
+
+/**
+ * The fan-out for each --log mode and --repeats times, alternating the modes (on, off, then off,
+ * on...) so that a noisy minute on the machine does not fall on one side only. In each repeat the
+ * ramps run first, then the fixed runs, all at one rate (--rate, or half the lower of the ramps'
+ * bests), so that their CPU per delivery and latency compare at the same load.
+ */
+async function runFanoutComparison(o: Options, subs: number): Promise<{ report: unknown; ok: boolean }> {
+  const scenario = `fan-out ${subs} subscribers`;
+  const runs: FanoutRun[] = [];
+  try {
+    for (let repeat = 1; repeat <= o.repeats; repeat++) {
+      const order = repeat % 2 === 1 ? o.logModes : [...o.logModes].reverse();
+      const parts = new Map<LogMode, FanoutResult[]>(order.map((mode) => [mode, []]));
+      const serverLogs = new Map<LogMode, string[]>(order.map((mode) => [mode, []]));
+      const runPart = async (mode: LogMode, kind: 'ramp' | 'fixed', rate: number | null, firstStep: number): Promise<void> => {
+        log(`${scenario}${logLabel(mode, repeat, o)}: ${kind}`);
+        const { value, server } = await withServer(o, [], (server) => runFanout({
+          target: chatTarget(server), serverPid: server.pid, size: o.size, mode: kind, rate, firstStep,
+          durationS: o.durationS, rampStart: o.rampStart, rampFactor: o.rampFactor, stepS: o.stepS,
+          maxSteps: o.maxSteps, drainS: o.drainS, maxP99Ms: o.maxP99Ms, minRatio: 0.999, threads: o.threads,
+          concurrency: o.concurrency, connectTimeoutS: 60, log,
+          logCounters: () => readLogCounters(server.target.host, server.target.port),
+          subs, pubs: o.pubs,
+        }), logEnv(mode));
+        parts.get(mode)!.push(value);
+        serverLogs.get(mode)!.push(...server.logLines);
+        serverNotes(`${scenario}${logLabel(mode, repeat, o)} (${kind})`, server);
+      };
+      if (o.mode !== 'fixed') for (const mode of order) await runPart(mode, 'ramp', null, 1);
+      if (o.mode !== 'ramp') {
+        // One rate for every mode: half the lowest ramp best (or first rate, if no step passed).
+        const bases = order.map((mode) => {
+          const ramp = parts.get(mode)![0];
+          return ramp?.ramp?.best?.offered_msgs_per_s ?? ramp?.steps[0]?.offered_msgs_per_s;
+        }).filter((x): x is number => x !== undefined);
+        const rate = o.rate ?? (bases.length > 0 ? Math.max(0.1, Math.round(Math.min(...bases) * 5) / 10) : null);
+        for (const mode of order) await runPart(mode, 'fixed', rate, (parts.get(mode)![0]?.steps.length ?? 0) + 1);
+      }
+      for (const mode of o.logModes) {
+        const result = combineRuns(parts.get(mode)!);
+        runs.push({ log: mode, repeat, result, serverLog: serverLogs.get(mode)! });
+        printDeliveries(result, o, logLabel(mode, repeat, o));
+        print();
+        const where = `${scenario}${logLabel(mode, repeat, o)}`;
+        for (const step of [result.ramp?.best, result.ramp?.first_failure, result.fixed]) {
+          if (step) checkLoadgen(scenario, `${where} step ${step.step}`, step.loop_busy, step.cpu);
+        }
+        if (result.error) warnings.push(`${where}: ${result.error}`);
+      }
+    }
+    cpuWarnings(scenario);
+    const summary = printFanoutSummary(runs, o, subs);
+    return { report: { ...summary, runs: runs.map((run) => ({ log: run.log, repeat: run.repeat, ...run.result, server_log: run.serverLog })) }, ok: true };
+  } catch (error) {
+    print(`${scenario}: could not run: ${(error as Error).message}`);
+    return { report: { error: (error as Error).message, runs }, ok: false };
+  }
+}
+
+const median = (values: Array<number | null | undefined>): number | null => {
+  const known = values.filter((v): v is number => typeof v === 'number' && Number.isFinite(v)).sort((a, b) => a - b);
+  if (known.length === 0) return null;
+  const mid = known.length >> 1;
+  return known.length % 2 === 1 ? known[mid]! : (known[mid - 1]! + known[mid]!) / 2;
+};
+
+/** The figures a side-by-side row shows, from one run. */
+function runFigures(r: FanoutResult): Record<string, number | null> {
+  const best = r.ramp?.best ?? null;
+  const fixed = r.fixed;
+  return {
+    best_msgs_per_s: best?.offered_msgs_per_s ?? null,
+    best_deliveries_per_s: best?.deliveries_per_s ?? null,
+    best_us_per_delivery: best?.server_cpu_us_per_delivery ?? null,
+    best_p99_ms: best?.latency.p99_ms ?? null,
+    best_flushes_per_s: best?.log?.flushes_per_s ?? null,
+    best_bytes_per_s: best?.log?.bytes_per_s ?? null,
+    fixed_msgs_per_s: fixed?.offered_msgs_per_s ?? null,
+    fixed_us_per_delivery: fixed?.server_cpu_us_per_delivery ?? null,
+    fixed_p50_ms: fixed?.latency.p50_ms ?? null,
+    fixed_p99_ms: fixed?.latency.p99_ms ?? null,
+    fixed_flushes_per_s: fixed?.log?.flushes_per_s ?? null,
+    fixed_bytes_per_s: fixed?.log?.bytes_per_s ?? null,
+  };
+}
+
+/** The side-by-side table: every run, each mode's medians, and the ratio log on / log off. */
+function printFanoutSummary(runs: FanoutRun[], o: Options, subs: number): Record<string, unknown> {
+  const modes = o.logModes;
+  const medians = new Map(modes.map((mode) => {
+    const figures = runs.filter((run) => run.log === mode).map((run) => runFigures(run.result));
+    const keys = Object.keys(figures[0] ?? {});
+    return [mode, Object.fromEntries(keys.map((key) => [key, median(figures.map((f) => f[key]))]))] as const;
+  }));
+  const row = (label: string, f: Record<string, number | null>): string[] => [
+    label, num(f['best_msgs_per_s'], 1), num(f['best_deliveries_per_s']), num(f['best_us_per_delivery'], 2), num(f['best_p99_ms'], 1),
+    num(f['fixed_msgs_per_s'], 1), num(f['fixed_us_per_delivery'], 2), num(f['fixed_p50_ms'], 2), num(f['fixed_p99_ms'], 1),
+    f['fixed_flushes_per_s'] === null ? '-' : num(f['fixed_flushes_per_s']),
+    f['fixed_bytes_per_s'] === null ? '-' : num(f['fixed_bytes_per_s']! / 1e6, 2),
+    f['best_flushes_per_s'] === null ? '-' : num(f['best_flushes_per_s']),
+    f['best_bytes_per_s'] === null ? '-' : num(f['best_bytes_per_s']! / 1e6, 2),
+  ];
+  const rows = [
+    ...runs.map((run) => row(`log ${run.log}${o.repeats > 1 ? ` #${run.repeat}` : ''}`, runFigures(run.result))),
+    ...(o.repeats > 1 ? modes.map((mode) => row(`log ${mode} median`, medians.get(mode)!)) : []),
+  ];
+  const ratios: Record<string, number | null> = {};
+  if (medians.has('on') && medians.has('off')) {
+    const on = medians.get('on')!;
+    const off = medians.get('off')!;
+    for (const key of Object.keys(on)) ratios[key] = on[key] !== null && off[key] ? Math.round((on[key]! / off[key]!) * 1000) / 1000 : null;
+    rows.push(['on / off', num(ratios['best_msgs_per_s'], 3), num(ratios['best_deliveries_per_s'], 3), num(ratios['best_us_per_delivery'], 3),
+      num(ratios['best_p99_ms'], 2), num(ratios['fixed_msgs_per_s'], 3), num(ratios['fixed_us_per_delivery'], 3), num(ratios['fixed_p50_ms'], 2),
+      num(ratios['fixed_p99_ms'], 2), '', '', '', '']);
+    // The fixed runs of one repeat share a rate, which differs between repeats: each repeat's own
+    // ratio, then their median, compares at one load (the medians above may mix loads).
+    if (o.repeats > 1) {
+      const perRepeat = (key: string): number | null => median([...new Set(runs.map((run) => run.repeat))].map((repeat) => {
+        const on = runs.find((run) => run.repeat === repeat && run.log === 'on');
+        const off = runs.find((run) => run.repeat === repeat && run.log === 'off');
+        const a = on && runFigures(on.result)[key];
+        const b = off && runFigures(off.result)[key];
+        return typeof a === 'number' && typeof b === 'number' && b !== 0 ? a / b : null;
+      }));
+      for (const key of ['best_msgs_per_s', 'fixed_us_per_delivery', 'fixed_p50_ms', 'fixed_p99_ms']) ratios[`${key}_per_repeat_median`] = perRepeat(key);
+      rows.push(['on / off, median of repeats', num(ratios['best_msgs_per_s_per_repeat_median'], 3), '', '', '', '',
+        num(ratios['fixed_us_per_delivery_per_repeat_median'], 3), num(ratios['fixed_p50_ms_per_repeat_median'], 2),
+        num(ratios['fixed_p99_ms_per_repeat_median'], 2), '', '', '', '']);
+    }
+  }
+  print(table(
+    `Fan-out (lobby), the message log on and off: ${subs} subscribers + ${o.pubs} publishers, ${o.size} B messages, --workers ${o.workers}` +
+      `${o.repeats > 1 ? `, ${o.repeats} repeats alternating` : ''}; best = the ramp's highest rate delivered completely, fixed = a fixed run at one rate for all`,
+    ['run', 'best msg/s', 'best deliveries/s', 'best µs/delivery', 'best p99 ms', 'fixed msg/s', 'fixed µs/delivery', 'fixed p50 ms', 'fixed p99 ms',
+      'fixed flushes/s', 'fixed log MB/s', 'best flushes/s', 'best log MB/s'],
+    rows,
+  ));
+  print('  µs/delivery = server CPU (all its processes) per message delivered to one connection; log MB/s = bytes the log made durable (10^6 B).');
+  return { medians: Object.fromEntries(medians), ratio_on_off: ratios };
 }
 
 async function main(): Promise<void> {
@@ -626,8 +805,7 @@ async function main(): Promise<void> {
   if (o.only.has('fanout')) {
     const results: unknown[] = [];
     for (const subs of o.subs) {
-      const done = await runDeliveryScenario(o, `fan-out ${subs} subscribers`, () => ({}),
-        (delivery) => runFanout({ ...delivery, subs, pubs: o.pubs }));
+      const done = await runFanoutComparison(o, subs);
       results.push(done.ok ? done.report : { subs, ...(done.report as object) });
       failed ||= !done.ok;
       print();
