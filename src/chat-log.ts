@@ -165,7 +165,7 @@ export class ChatLog {
       throw error;
     }
     // Two subtractions and a comparison per record: cheap enough to ask every time.
-    if (!this.checkpointing && !this.checkpointQueued && this.log.stats.bytesFlushed - this.checkpointStartedAt > Math.max(this.options.segmentBytes, 2 * this.lastCheckpointBytes)) {
+    if (!this.checkpointing && !this.checkpointQueued && this.log.flushedBytes - this.checkpointStartedAt > Math.max(this.options.segmentBytes, 2 * this.lastCheckpointBytes)) {
       // Not now: in a microtask, once the caller has returned. The caller notes its record in
       // memory only after this append returns (the lobby's loop adds it to its group awaiting
       // the flush), and the checkpoint takes its snapshot from memory: started from in here, it

@@ -392,6 +392,11 @@ export class MessageLog {
   }
 
   /** Since open: groups flushed, their bytes, records appended; and the bytes of the current segment (durable + pending). */
+  /** Bytes made durable since open: stats.bytesFlushed without building the stats object (read per record). */
+  get flushedBytes(): number {
+    return this.bytesFlushed;
+  }
+
   get stats(): { flushes: number; bytesFlushed: number; records: number; segmentBytes: number } {
     return { flushes: this.flushes, bytesFlushed: this.bytesFlushed, records: this.records, segmentBytes: this.tailBytes };
   }
