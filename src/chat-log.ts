@@ -18,9 +18,10 @@
 //     and, in a checkpoint (below):
 //       K {"seq"}                         a checkpoint begins, in segment `seq`
 //       N {"room","message","lobby"}      the next ids
-//       l {"trimmedUpTo"}                 the lobby's history restarts here (L records follow)
-//       r {"room":{…},"trimmedUpTo"}      a room's whole state (its history follows as H records)
-//       H {message}                       a message of the room just set
+//       l {"trimmedUpTo","n"}             the lobby's whole history: the n h records that follow
+//       h {"id","ts","sender","message"}  a message of that history
+//       r {"room":{…},"trimmedUpTo","n"}  a room's whole state, with the n H records that follow
+//       H {message}                       a message of that room's history
 //       d {"uuid","message"}              an entry of the dedupe table
 //       E {"seq"}                         the checkpoint is complete
 //
@@ -45,7 +46,15 @@
 //     the later checkpoint record includes it. (A skipped M still records its uuid: the dedupe
 //     table does not depend on the room.) A crash before E leaves the older segments in place,
 //     and replaying them and then the partial checkpoint gives the same state.
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+//
+//     Blocks. A room's r record and its H records, and the lobby's l record and its h records,
+//     are appended in one go and so lie together in the log; each block is applied only once all
+//     its n records are read. A block cut short (a crash mid-write, or a failed flush followed by
+//     live records) is ignored: it was part of a checkpoint that never completed, so the older
+//     segments it would have replaced are still there, and replaying them gives the state the
+//     block described. Applied half-way, it would replace a room's history with part of it.
+import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { LogUnavailableError, openLog, type LogFiles, type MessageLog } from './log/message-log.js';
 import type { MemoryStore } from './rooms/memory-store.js';
@@ -207,7 +216,7 @@ export class ChatLog {
         while (nextRoom < roomIds.length && written < CHECKPOINT_RECORDS_PER_TURN) {
           const record = rooms.roomRecord(roomIds[nextRoom++]);
           if (!record) continue;
-          this.log.append('r' + JSON.stringify({ room: record.room, trimmedUpTo: record.trimmedUpTo }));
+          this.log.append('r' + JSON.stringify({ room: record.room, trimmedUpTo: record.trimmedUpTo, n: record.history.length }));
           for (const message of record.history) this.log.append('H' + JSON.stringify(message));
           written += 1 + record.history.length;
         }
@@ -247,8 +256,8 @@ export class ChatLog {
       const snapshot = lobby.lobbySnapshot();
       this.log.append('N' + JSON.stringify({ room: ids.room, message: ids.message, lobby: snapshot.nextId }));
       // The lobby's part in one go, so that no live lobby record falls between its records.
-      this.log.append('l' + JSON.stringify({ trimmedUpTo: snapshot.trimmedUpTo }));
-      for (const text of snapshot.texts) this.log.append('L' + text);
+      this.log.append('l' + JSON.stringify({ trimmedUpTo: snapshot.trimmedUpTo, n: snapshot.texts.length }));
+      for (const text of snapshot.texts) this.log.append('h' + text);
     } catch (error) {
       fail(error instanceof LogUnavailableError ? new StoreUnavailableError(error.message) : error);
       return;
@@ -281,8 +290,17 @@ export async function openChatLog(options: ChatLogOptions): Promise<ChatLog> {
       records++;
       replayer.apply(payload);
     });
-    replayer.endHistory();
+    replayer.abandonBlocks();
+    if (replayer.ignoredBlocks > 0) log.warning(`message log: ignored ${replayer.ignoredBlocks} checkpoint block(s) cut short by a crash or a failed write (the older segments they were to replace hold the same state)`);
     const chatLog = new ChatLog(messageLog, options, lockPath);
+    if (records === 0) {
+      // A new log: whatever lobby ids a client saw before came from elsewhere (a wiped
+      // directory, another server), so a resume from any id before now has a gap. Recorded, so
+      // that the next start knows it too.
+      const trimmedUpTo = options.lobby.lobbySnapshot().nextId - 1;
+      options.lobby.resetLobby(trimmedUpTo);
+      messageLog.append('l' + JSON.stringify({ trimmedUpTo, n: 0 }));
+    }
     log.info(`message log: ${options.dir}, ${messageLog.segments.length} segment(s), ${records} records read back in ${Date.now() - started} ms`);
     return chatLog;
   } catch (error) {
@@ -292,29 +310,55 @@ export async function openChatLog(options: ChatLogOptions): Promise<ChatLog> {
 }
 
 /**
- * One server per data directory: two primaries appending to the same files would interleave
- * their records. The lock is a file holding the owner's pid; a lock whose process is gone (a
- * crash, kill -9) is taken over. So is a lock with this process's own pid: in a container the
- * server may well get the same pid after every restart, and this process has not taken it yet.
+ * One server per data directory: two primaries appending to the same files would overwrite each
+ * other's records. The lock is a file, LOCK, holding the owner's pid and host name.
+ *   - It is created atomically (written aside, then hard-linked into place: link fails if LOCK
+ *     exists), so two servers starting at once cannot both take it.
+ *   - A lock left by a process that is gone (a crash, kill -9) on this host is taken over: renamed
+ *     away first, which only one of two racing servers can do. So is a lock with this process's
+ *     own pid: in a container the server may well get the same pid after every restart.
+ *   - A lock from another host (a directory on shared storage, or another container with its
+ *     own pid numbering) cannot be checked from here, so it is refused: the operator removes LOCK
+ *     once sure that server is gone.
  */
 function takeLock(dir: string): string {
   const path = join(dir, 'LOCK');
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, 'wx');
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      return path;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  const me = `${process.pid} ${hostname()}\n`;
+  const aside = join(dir, `LOCK.${process.pid}.new`);
+  writeFileSync(aside, me);
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        linkSync(aside, path);
+        return path;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      let owner: string;
+      try {
+        owner = readFileSync(path, 'utf8');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue; // released meanwhile
+        throw error;
+      }
+      const [pidText, host] = owner.trim().split(' ');
+      const pid = Number.parseInt(pidText, 10);
+      const stale = host === hostname() && Number.isSafeInteger(pid) && pid > 0 && (pid === process.pid || !processAlive(pid));
+      if (!stale) {
+        throw new Error(`CHAT_DATA_DIR ${dir} is in use by process ${pidText}${host && host !== hostname() ? ` on host ${host}` : ''} (${path}); stop that server first, or remove the file if no server uses the directory`);
+      }
+      const doomed = join(dir, `LOCK.${process.pid}.stale`);
+      try {
+        renameSync(path, doomed); // only one racer gets this; the other finds the new LOCK next time
+        rmSync(doomed, { force: true });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      }
     }
-    const owner = Number.parseInt(readFileSync(path, 'utf8'), 10);
-    if (Number.isSafeInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
-      throw new Error(`CHAT_DATA_DIR ${dir} is in use by process ${owner} (${path}); stop that server first, or remove the file if no server uses the directory`);
-    }
-    rmSync(path, { force: true }); // left by a server that is gone
+    throw new Error(`CHAT_DATA_DIR ${dir}: could not take the lock ${path}`);
+  } finally {
+    rmSync(aside, { force: true });
   }
-  throw new Error(`CHAT_DATA_DIR ${dir}: could not take the lock ${path}`);
 }
 
 function processAlive(pid: number): boolean {
@@ -330,8 +374,11 @@ function processAlive(pid: number): boolean {
 class Replayer {
   private readonly rooms: MemoryStore;
   private readonly lobby: LobbyMemory;
-  /** The room the H records that follow belong to (set by an r record). */
-  private historyRoom: { room: Room; trimmedUpTo: number; history: Message[] } | null = null;
+  /** A block being read: a room's (r, then n H) or the lobby's (l, then n h), applied when whole. */
+  private roomBlock: { room: Room; trimmedUpTo: number; n: number; history: Message[] } | null = null;
+  private lobbyBlock: { trimmedUpTo: number; n: number; ids: number[]; texts: string[] } | null = null;
+  /** Blocks ignored because they were cut short (see "Blocks" at the top). */
+  ignoredBlocks = 0;
 
   constructor(options: ChatLogOptions) {
     this.rooms = options.rooms;
@@ -341,7 +388,9 @@ class Replayer {
   apply(payload: Buffer): void {
     const kind = String.fromCharCode(payload[0]);
     const json = payload.toString('utf8', 1);
-    if (kind !== 'H') this.endHistory();
+    if (kind === 'H' && this.roomBlock) return this.addToRoomBlock(message(JSON.parse(json) as Message));
+    if (kind === 'h' && this.lobbyBlock) return this.addToLobbyBlock(json);
+    this.abandonBlocks(); // any other record ends a block before it was whole
     switch (kind) {
       case 'L': {
         const message = JSON.parse(json) as { id: number };
@@ -380,19 +429,24 @@ class Replayer {
         this.lobby.restoreNextLobbyId(r.lobby);
         return;
       }
-      case 'l':
-        this.lobby.resetLobby((JSON.parse(json) as { trimmedUpTo: number }).trimmedUpTo);
+      case 'l': {
+        const r = JSON.parse(json) as { trimmedUpTo: number; n: number };
+        this.lobbyBlock = { trimmedUpTo: r.trimmedUpTo, n: r.n, ids: [], texts: [] };
+        if (r.n === 0) this.addToLobbyBlock(null);
         return;
+      }
       case 'r': {
-        const r = JSON.parse(json) as { room: Room; trimmedUpTo: number };
-        this.historyRoom = { room: { id: r.room.id, name: r.room.name, users: r.room.users, lastActivity: r.room.lastActivity }, trimmedUpTo: r.trimmedUpTo, history: [] };
+        const r = JSON.parse(json) as { room: Room; trimmedUpTo: number; n: number };
+        const room: Room = { id: r.room.id, name: r.room.name, users: r.room.users, lastActivity: r.room.lastActivity };
+        this.roomBlock = { room, trimmedUpTo: r.trimmedUpTo, n: r.n, history: [] };
+        if (r.n === 0) this.addToRoomBlock(null);
         return;
       }
-      case 'H': {
-        if (!this.historyRoom) throw new Error('message log: a history record outside a room\'s checkpoint');
-        this.historyRoom.history.push(message(JSON.parse(json) as Message));
+      case 'H':
+      case 'h':
+        // A history record with no block open: its block's head was lost with a torn group, or
+        // the block already had its n records. Either way it belongs to an ignored block.
         return;
-      }
       case 'd': {
         const r = JSON.parse(json) as { uuid: string; message: Message };
         this.rooms.restoreSent(r.uuid, message(r.message));
@@ -403,12 +457,33 @@ class Replayer {
     }
   }
 
-  /** A room's checkpoint ends at the first record that is not one of its H records. */
-  endHistory(): void {
-    const pending = this.historyRoom;
-    if (!pending) return;
-    this.historyRoom = null;
-    this.rooms.restoreRoom(pending.room, pending.history, pending.trimmedUpTo);
+  /** Adds a message to the room block (null: none, for an empty history); applies it when whole. */
+  private addToRoomBlock(entry: Message | null): void {
+    const block = this.roomBlock!;
+    if (entry) block.history.push(entry);
+    if (block.history.length < block.n) return;
+    this.roomBlock = null;
+    this.rooms.restoreRoom(block.room, block.history, block.trimmedUpTo);
+  }
+
+  private addToLobbyBlock(json: string | null): void {
+    const block = this.lobbyBlock!;
+    if (json !== null) {
+      block.ids.push((JSON.parse(json) as { id: number }).id);
+      block.texts.push(json);
+    }
+    if (block.texts.length < block.n) return;
+    this.lobbyBlock = null;
+    this.lobby.resetLobby(block.trimmedUpTo);
+    for (let i = 0; i < block.ids.length; i++) this.lobby.restoreLobby(block.ids[i], block.texts[i]);
+  }
+
+  /** At any other record, and at the end of the log: a block still open was cut short. */
+  abandonBlocks(): void {
+    if (this.roomBlock) this.ignoredBlocks++;
+    if (this.lobbyBlock) this.ignoredBlocks++;
+    this.roomBlock = null;
+    this.lobbyBlock = null;
   }
 }
 

@@ -12,7 +12,9 @@ import { join } from 'node:path';
 import type { Outlet, ToWorker } from '../src/broadcast.js';
 import { openChatMemory, type ChatMemory } from '../src/chat-memory.js';
 import { readChatConfig, type ChatConfig } from '../src/config.js';
-import { NODE_FILES, type LogFiles } from '../src/log/message-log.js';
+import { NODE_FILES, segmentFileName, type LogFiles } from '../src/log/message-log.js';
+import { encodeRecord } from '../src/log/record.js';
+import { hostname } from 'node:os';
 import { StoreUnavailableError } from '../src/rooms/store.js';
 import { setLogLevel } from '../src/server/logger.js';
 
@@ -222,12 +224,83 @@ test('a data directory in use by a live server is refused, one left by a dead on
   // Another live process holds the lock (as a running server's primary would).
   const holder = spawn('sleep', ['30'], { stdio: 'ignore' });
   t.after(() => holder.kill('SIGKILL'));
-  writeFileSync(join(dir, 'LOCK'), `${holder.pid}\n`);
+  writeFileSync(join(dir, 'LOCK'), `${holder.pid} ${hostname()}\n`);
   await assert.rejects(openChatMemory(config(dir)), new RegExp(`CHAT_DATA_DIR ${dir} is in use by process ${holder.pid}`));
   holder.kill('SIGKILL');
   await once(holder, 'exit');
   const memory = await openChatMemory(config(dir)); // the holder is gone: its lock is stale
-  assert.equal(readFileSync(join(dir, 'LOCK'), 'utf8'), `${process.pid}\n`);
+  assert.equal(readFileSync(join(dir, 'LOCK'), 'utf8'), `${process.pid} ${hostname()}\n`);
   await memory.chatLog!.close();
   assert.equal(existsSync(join(dir, 'LOCK')), false, 'released at close');
+  assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('LOCK')), [], 'nothing of the lock left behind');
+});
+
+test('a lock from another host is refused even if its pid is not running here: it cannot be checked from here', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'LOCK'), '999999999 some-other-host\n');
+  await assert.rejects(openChatMemory(config(dir)), new RegExp(`CHAT_DATA_DIR ${dir} is in use by process 999999999 on host some-other-host`));
+});
+
+/** Writes segment files by hand: each a list of record payloads. */
+function writeSegments(dir: string, segments: string[][]): void {
+  segments.forEach((payloads, i) => writeFileSync(join(dir, segmentFileName(i + 1)), Buffer.concat(payloads.map((payload) => encodeRecord(payload)))));
+}
+
+test('a checkpoint block cut short (a crash, or a failed flush followed by live records) is ignored: the older segments hold the state', async (t) => {
+  const lobby = (id: number): string => JSON.stringify({ id, ts: 1, sender: 'ann', message: `m${id}` });
+  const roomMessage = (id: number): string => JSON.stringify({ id, room: 7, user: 'a', text: `t${id}`, ts: Date.now() });
+  const older = [
+    'R' + JSON.stringify({ id: 7, name: 'seven', users: ['a'], ts: 1 }),
+    ...[100, 101, 102, 103, 104].map((id) => `M{"uuid":"u${id}","message":${roomMessage(id)}}`),
+    ...[1, 2, 3, 4, 5].map((id) => 'L' + lobby(id)),
+  ];
+  const cutShort = [
+    'K{"seq":2}',
+    'N{"room":8,"message":105,"lobby":6}',
+    'l{"trimmedUpTo":0,"n":5}', 'h' + lobby(1), 'h' + lobby(2), // 3 of its 5 records missing
+    'r' + JSON.stringify({ room: { id: 7, name: 'seven', users: ['a'], lastActivity: 1 }, trimmedUpTo: 0, n: 5 }),
+    'H' + roomMessage(100), 'H' + roomMessage(101), // and 3 of these
+  ];
+  for (const [variant, tail] of [['at the end of the log', []], ['followed by live records', [`M{"uuid":"u105","message":${roomMessage(105)}}`, 'L' + lobby(6)]]] as const) {
+    const dir = tempDir(t);
+    writeSegments(dir, [older, [...cutShort, ...tail]]);
+    const memory = await openChatMemory(config(dir, { historySize: 10 }));
+    const live = tail.length > 0;
+    assert.deepEqual(memory.store.lastMessages(7, 10).map((m) => m.id), [100, 101, 102, 103, 104, ...(live ? [105] : [])], variant);
+    assert.deepEqual(memory.store.messagesSince(7, 101, 10).messages.map((m) => m.id), [102, 103, 104, ...(live ? [105] : [])], variant);
+    const outlet = worker(memory);
+    assert.deepEqual(history(memory, outlet, 1), { t: 'chat:history', r: 1, m: [2, 3, 4, 5, ...(live ? [6] : [])].map(lobby), rec: true }, variant);
+    await memory.chatLog!.close();
+  }
+});
+
+test('a whole checkpoint block replaces what came before it', async (t) => {
+  const dir = tempDir(t);
+  const lobby = (id: number): string => JSON.stringify({ id, ts: 1, sender: 'ann', message: `m${id}` });
+  const roomMessage = (id: number): string => JSON.stringify({ id, room: 7, user: 'a', text: `t${id}`, ts: Date.now() });
+  writeSegments(dir, [[
+    'l{"trimmedUpTo":40,"n":2}', 'h' + lobby(41), 'h' + lobby(42),
+    'r' + JSON.stringify({ room: { id: 7, name: 'seven', users: ['a', 'b'], lastActivity: 1 }, trimmedUpTo: 99, n: 2 }),
+    'H' + roomMessage(100), 'H' + roomMessage(101),
+    'E{"seq":1}',
+  ]]);
+  const memory = await openChatMemory(config(dir, { historySize: 10 }));
+  assert.deepEqual(memory.store.room(7)?.users, ['a', 'b']);
+  assert.equal(memory.store.messagesSince(7, 98, 10).complete, false, '99 was trimmed before the checkpoint');
+  assert.deepEqual(memory.store.messagesSince(7, 99, 10).messages.map((m) => m.id), [100, 101]);
+  const outlet = worker(memory);
+  assert.deepEqual(history(memory, outlet, 40), { t: 'chat:history', r: 1, m: [lobby(41), lobby(42)], rec: true });
+  assert.equal(history(memory, outlet, 39).rec, false);
+  await memory.chatLog!.close();
+});
+
+test('a new log marks the lobby\'s start: a resume from an id given before it has a gap, also after a restart', async (t) => {
+  const dir = tempDir(t);
+  const before = Date.now() * 1000 - 5; // an id a previous server (or a wiped directory) gave
+  for (let start = 0; start < 2; start++) {
+    const memory = await openChatMemory(config(dir));
+    const outlet = worker(memory);
+    assert.equal(history(memory, outlet, before).rec, false, `start ${start}`);
+    await memory.chatLog!.close();
+  }
 });
