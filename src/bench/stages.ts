@@ -52,7 +52,7 @@ export interface StagesResult {
 
 export async function runStages(subs: number, batches: number, perBatch: number): Promise<StagesResult> {
   const config = readChatConfig({ ...process.env, CHAT_DATA_DIR: '' });
-  const hub = createHub(config);
+  const hub = await createHub(config);
   const state = { hub, config } as unknown as State;
   const settings: WebSocketSettings = {
     rootPath: '', trustedProxies: null, maxMessageSize: 1 << 20, maxFragments: SERVER_LIMITS.maxFragments.value,
@@ -76,7 +76,7 @@ export async function runStages(subs: number, batches: number, perBatch: number)
     return await measure(hub, subs, batches, perBatch);
   } finally {
     for (const client of clients) client.destroy();
-    hub.detach();
+    await hub.detach();
     server.close();
   }
 }
