@@ -13,7 +13,7 @@
 //
 //   worker A: publish ──┐                        ┌──▶ worker A: queue per local subscriber ──▶ socket
 //   worker B: publish ──┼─ IPC ─▶ primary loop ──┼──▶ worker B: queue per local subscriber ──▶ socket
-//   worker C: publish ──┘   (id, ts, history)    └──▶ (only workers that have subscribers)
+//   worker C: publish ──┘   (id, ts, history)    └──▶ (only workers that have subscribers or follow)
 //
 // One interface for both modes: with --workers 1 the loop runs in the same process and the "IPC"
 // is a direct call (createHub builds that link); with --workers N it runs in the cluster primary
@@ -29,6 +29,14 @@
 //     with the history, the primary flushes its pending batch. So every message with an id up to
 //     the history's last one reached that worker *before* the answer (and is ignored for the
 //     still-pending subscriber), and every later message comes *after* it.
+//   The history's mirror: the first subscription also asks to *follow*: with its answer the
+//     primary sends the whole history (texts, ids, the trim point), at the same point, and from
+//     then on every batch goes to that worker, subscribers or not. The worker applies each batch
+//     to its copy as the primary applied it to the history, so the copy is always the primary's
+//     history as of the last batch received; later subscribers are seeded from it and go live in
+//     the same call, with no round trip: what the copy lacks is in a batch still to come, which
+//     reaches the new queue. A handshake then costs no IPC message at all (two writes, two reads
+//     and two wake-ups of another process, most of what a handshake cost beyond its socket).
 //   Flow control: IPC channels buffer without bound, so each side counts its messages not yet
 //     flushed; above IPC_HIGH the workers stop taking new chat messages from their clients (TCP
 //     then pushes back on publishers) until every count is under IPC_LOW. Nothing accepted is dropped.
@@ -54,8 +62,11 @@ const IPC_LOW = CHAT_LIMITS.ipcLowWater.value;
 export type ToPrimary =
   /** `c[i]` names the connection that published `m[i]` (its worker's numbering; 0: nobody to tell). */
   | { t: 'chat:pub'; m: string[]; c: number[] }
-  /** `s`: resume after this lobby id (the `since` of /chat), if the client gave one. */
-  | { t: 'chat:sub'; r: number; s?: number }
+  /**
+   * `s`: resume after this lobby id (the `since` of /chat), if the client gave one. `f`: also
+   * follow (send the history's mirror, then every batch: see the top).
+   */
+  | { t: 'chat:sub'; r: number; s?: number; f?: true }
   | { t: 'chat:unsub'; n: number }
   | RoomsToPrimary;
 /** Primary → worker. A batch holds the texts of consecutive ids, in order. */
@@ -63,6 +74,8 @@ export type ToWorker =
   | { t: 'chat:batch'; m: string[] }
   /** `rec`, with a `since`: whether `m` is every message after it (else the last N: a gap). */
   | { t: 'chat:history'; r: number; m: string[]; rec?: boolean }
+  /** The whole history for the worker's mirror: texts, their ids, the highest id trimmed away. */
+  | { t: 'chat:mirror'; m: string[]; ids: number[]; trimmed: number }
   | { t: 'chat:flow'; paused: boolean }
   /** The messages these connections published were not accepted (the message log failed): `e` says why. */
   | { t: 'chat:fail'; c: number[]; e: string }
@@ -81,7 +94,10 @@ interface PrimaryLink {
 export interface Outlet {
   /** The worker's cluster id (0 in a single process): the rooms' OutletId. */
   readonly id: number;
+  /** Subscriptions it asked the primary for, less those it closed (not those its mirror served). */
   subscribers: number;
+  /** It keeps a mirror of the history: it gets every batch, subscribers or not (see the top). */
+  following?: boolean;
   /** Messages sent to this outlet and not yet flushed to it. */
   pending: number;
   deliver(message: ToWorker, flushed: () => void): void;
@@ -158,6 +174,10 @@ export class BroadcastLoop implements LobbyMemory {
         outlet.subscribers++;
         this.flush(); // everything before the history's last id must reach the worker first
         this.send(outlet, this.historyAnswer(message.r, message.s));
+        if (message.f) {
+          outlet.following = true;
+          this.send(outlet, { t: 'chat:mirror', m: this.history.slice(), ids: this.historyIds.slice(), trimmed: this.trimmedUpTo });
+        }
         return;
       case 'chat:unsub':
         outlet.subscribers = Math.max(0, outlet.subscribers - message.n);
@@ -245,12 +265,8 @@ export class BroadcastLoop implements LobbyMemory {
    * client saw messages this server does not have (its log was lost, or it ran memory-only).
    */
   private historyAnswer(request: number, since: number | undefined): ToWorker {
-    if (since === undefined) return { t: 'chat:history', r: request, m: this.history.slice() };
-    const newest = this.historyIds.length > 0 ? this.historyIds[this.historyIds.length - 1] : this.trimmedUpTo;
-    if (since < this.trimmedUpTo || since > newest) return { t: 'chat:history', r: request, m: this.history.slice(), rec: false };
-    let first = this.historyIds.length;
-    while (first > 0 && this.historyIds[first - 1] > since) first--;
-    return { t: 'chat:history', r: request, m: this.history.slice(first), rec: true };
+    const { texts, recovered } = historyAfter(this.history, this.historyIds, this.trimmedUpTo, since);
+    return recovered === undefined ? { t: 'chat:history', r: request, m: texts } : { t: 'chat:history', r: request, m: texts, rec: recovered };
   }
 
   // ---- the message log's side (LobbyMemory, chat-log.ts) ----------------------------------------
@@ -289,7 +305,7 @@ export class BroadcastLoop implements LobbyMemory {
     if (this.batch.length === 0) return;
     const message: ToWorker = { t: 'chat:batch', m: this.batch };
     this.batch = [];
-    for (const outlet of this.outlets) if (outlet.subscribers > 0) this.send(outlet, message);
+    for (const outlet of this.outlets) if (outlet.subscribers > 0 || outlet.following) this.send(outlet, message);
   }
 
   /**
@@ -317,6 +333,22 @@ export class BroadcastLoop implements LobbyMemory {
   }
 }
 
+/**
+ * A new subscriber's history, from the history's texts, their ids and the highest id trimmed
+ * away. Without `since`: all of it. With it: the messages after `since` if the history still
+ * holds all of them (recovered), else all of it (not recovered: the client has a gap). An id above
+ * the newest one is a gap too: the client saw messages this server does not have (its log was
+ * lost, or it ran memory-only). The primary answers with it, and a worker from its mirror.
+ */
+function historyAfter(texts: string[], ids: number[], trimmedUpTo: number, since: number | undefined): { texts: string[]; recovered?: boolean } {
+  if (since === undefined) return { texts: texts.slice() };
+  const newest = ids.length > 0 ? ids[ids.length - 1]! : trimmedUpTo;
+  if (since < trimmedUpTo || since > newest) return { texts: texts.slice(), recovered: false };
+  let first = ids.length;
+  while (first > 0 && ids[first - 1]! > since) first--;
+  return { texts: texts.slice(first), recovered: true };
+}
+
 // ---- the worker's side: the hub ------------------------------------------------------------------
 
 /** A subscriber's handle: its queue (history first, then live messages) and a way out. */
@@ -338,6 +370,9 @@ export class Hub {
   /** Subscribers waiting for their history, by request number. */
   private readonly pendingSubscriptions = new Map<number, (history: string[], recovered?: boolean) => void>();
   private nextRequest = 1;
+  /** The primary's history, kept current by the batches (see the top); null until it arrives. */
+  private mirror: { texts: string[]; ids: number[]; trimmedUpTo: number } | null = null;
+  private followAsked = false;
   private outbox: string[] = [];
   /** Who published each outbox message (publisher numbers, see addPublisher). */
   private outboxPublishers: number[] = [];
@@ -451,6 +486,16 @@ export class Hub {
       close();
       onSlowConsumer?.();
     };
+    if (this.mirror !== null) {
+      // Seeded from the mirror and live in the same call: no batch can come in between.
+      const { texts, recovered } = historyAfter(this.mirror.texts, this.mirror.ids, this.mirror.trimmedUpTo, since);
+      queue.seed(texts);
+      if (this.detached) queue.close();
+      else this.live.add(queue);
+      return Promise.resolve({ queue, close, recovered });
+    }
+    const follow = !this.followAsked;
+    this.followAsked = true;
     return new Promise((resolve) => {
       // Going live happens right here, when the history arrives, and not after an `await`:
       // Node delivers IPC messages in nextTick callbacks, so a batch read together with the
@@ -461,7 +506,9 @@ export class Hub {
         else this.live.add(queue);
         resolve({ queue, close, recovered });
       });
-      this.link.send(since === undefined ? { t: 'chat:sub', r: this.nextRequest++ } : { t: 'chat:sub', r: this.nextRequest++, s: since });
+      const request: ToPrimary = since === undefined ? { t: 'chat:sub', r: this.nextRequest++ } : { t: 'chat:sub', r: this.nextRequest++, s: since };
+      if (follow) request.f = true;
+      this.link.send(request);
     });
   }
 
@@ -475,8 +522,12 @@ export class Hub {
         // once (server/frame-cache.ts) and writes the same bytes to every socket. Each queue gets
         // the whole batch before its consumer runs, so the batch leaves in one socket write.
         for (const queue of this.live) queue.pushAll(texts, sizes);
+        if (this.mirror !== null) this.applyToMirror(texts);
         return;
       }
+      case 'chat:mirror':
+        this.mirror = { texts: message.m, ids: message.ids, trimmedUpTo: message.trimmed };
+        return;
       case 'chat:history': {
         const resolve = this.pendingSubscriptions.get(message.r);
         this.pendingSubscriptions.delete(message.r);
@@ -510,6 +561,20 @@ export class Hub {
     if (!this.inProcess) return RESOLVED;
     this.inProcess.rooms.service.close();
     return this.inProcess.chatLog?.close() ?? RESOLVED;
+  }
+
+  /** A batch, applied to the mirror as BroadcastLoop.remember applied it to the history. */
+  private applyToMirror(texts: string[]): void {
+    const mirror = this.mirror!;
+    for (const text of texts) {
+      // Every lobby text starts with its id, written by the primary: `{"id":123,"ts":…`.
+      mirror.texts.push(text);
+      mirror.ids.push(Number(text.slice(6, text.indexOf(',', 6))));
+      if (mirror.texts.length > this.config.historySize) {
+        mirror.texts.shift();
+        mirror.trimmedUpTo = mirror.ids.shift()!;
+      }
+    }
   }
 
   private scheduleFlush(): void {

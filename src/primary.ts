@@ -2,7 +2,7 @@
 // the lobby's broadcast loop (broadcast.ts) and the rooms' router (rooms/router.ts), both behind
 // the IPC channel of every worker, one outlet per worker.
 //
-//   worker ──{"t":"chat:…"}──▶ BroadcastLoop ──{"t":"chat:batch"}──▶ workers with subscribers
+//   worker ──{"t":"chat:…"}──▶ BroadcastLoop ──{"t":"chat:batch"}──▶ workers that follow (broadcast.ts)
 //   worker ──{"t":"room:in"}──▶ RoomRouter ───{"t":"room:out"}───▶ workers with a member's connection
 //
 // Both send through the loop's outlets, so one flow control (broadcast.ts) covers all IPC. A scrape
@@ -59,7 +59,8 @@ export async function startChatPrimary(): Promise<{ stop(): Promise<void> }> {
     metrics.workerGone(worker);
     const outlet = outlets.get(worker.id);
     if (!outlet) return;
-    if (outlet.subscribers > 0) log.info(`Forgetting ${outlet.subscribers} subscribers of worker ${worker.process.pid}`);
+    // A worker that follows serves its subscribers from its mirror: the primary has no count of them.
+    if (outlet.subscribers > 0 || outlet.following) log.info(`Forgetting the subscribers of worker ${worker.process.pid}`);
     outlets.delete(worker.id);
     loop.removeOutlet(outlet);
     rooms.removeOutlet(worker.id);

@@ -148,10 +148,11 @@ describe('--app', () => {
 
 describe('--workers', () => {
   test('--workers 2: two processes serve the same port; SIGTERM stops them all with exit 0', TIMEOUT, async () => {
-    await withServer(['--app', fixture('http-probe.mjs'), '--workers', '2'], async (server) => {
+    await withServer(['--app', fixture('http-probe.mjs'), '--workers', '2', '--worker-accept', 'round-robin'], async (server) => {
       const pids = new Set<string>();
       const deadline = Date.now() + 10_000;
-      // Each request on a new connection; the cluster primary hands connections round-robin. The
+      // Each request on a new connection; the cluster primary hands connections round-robin (with
+      // --worker-accept kernel, the default, the kernel could give them all to one worker). The
       // second worker may still be starting when the first prints its line, hence the loop.
       while (pids.size < 2 && Date.now() < deadline) {
         const res = await httpOnce(server.port, get('/pid'));

@@ -147,7 +147,7 @@ describe('/metrics with --workers 2', () => {
   const subscribers: Subscriber[] = [];
   before(async () => {
     // No heartbeat: every frame the server writes is then one the test asked for.
-    server = await startServer({ args: ['--workers', '2', '--ws-ping-interval', '0'], env: { CHAT_HISTORY_SIZE: '0' } });
+    server = await startServer({ args: ['--workers', '2', '--worker-accept', 'round-robin', '--ws-ping-interval', '0'], env: { CHAT_HISTORY_SIZE: '0' } });
   });
   after(async () => {
     for (const subscriber of subscribers) subscriber.ws.destroy();

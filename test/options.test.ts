@@ -10,6 +10,7 @@ const DEFAULTS: ServerOptions = {
   port: 8080,
   app: null,
   workers: 1,
+  workerAccept: 'kernel',
   rootPath: '',
   logLevel: 'info',
   lifespan: 'auto',
@@ -55,7 +56,7 @@ describe('defaults', () => {
 describe('every flag', () => {
   test('each flag sets its field', () => {
     const argv = [
-      '--host', '0.0.0.0', '--port', '9000', '--app', 'examples/echo.mjs', '--workers', '4',
+      '--host', '0.0.0.0', '--port', '9000', '--app', 'examples/echo.mjs', '--workers', '4', '--worker-accept', 'round-robin',
       '--root-path', '/chat', '--log-level', 'debug', '--lifespan', 'on', '--ws-max-size', '65536',
       '--ws-ping-interval', '2.5', '--ws-ping-timeout', '0', '--ws-per-message-deflate', '--timeout-graceful-shutdown', '30',
       '--timeout-keep-alive', '0.25', '--timeout-request-head', '1.5', '--limit-concurrency', '50', '--help', '--version',
@@ -67,6 +68,7 @@ describe('every flag', () => {
       port: 9000,
       app: 'examples/echo.mjs',
       workers: 4,
+      workerAccept: 'round-robin',
       rootPath: '/chat',
       logLevel: 'debug',
       lifespan: 'on',
@@ -98,7 +100,7 @@ describe('every flag', () => {
   });
 
   test('every flag parseOptions knows is in the usage', () => {
-    for (const flag of ['--host', '--port', '--app', '--workers', '--root-path', '--log-level', '--lifespan', '--ws-max-size', '--ws-ping-interval', '--ws-ping-timeout', '--ws-per-message-deflate', '--timeout-graceful-shutdown', '--timeout-keep-alive', '--timeout-request-head', '--limit-concurrency', '--ssl-certfile', '--ssl-keyfile', '--ssl-keyfile-password', '--ssl-ca-certs', '--proxy-headers', '--forwarded-allow-ips', '--help', '--version']) {
+    for (const flag of ['--host', '--port', '--app', '--workers', '--worker-accept', '--root-path', '--log-level', '--lifespan', '--ws-max-size', '--ws-ping-interval', '--ws-ping-timeout', '--ws-per-message-deflate', '--timeout-graceful-shutdown', '--timeout-keep-alive', '--timeout-request-head', '--limit-concurrency', '--ssl-certfile', '--ssl-keyfile', '--ssl-keyfile-password', '--ssl-ca-certs', '--proxy-headers', '--forwarded-allow-ips', '--help', '--version']) {
       assert.match(USAGE, new RegExp(`^  ${flag}\\b`, 'm'), `the usage has a line for ${flag}`);
     }
   });
@@ -161,6 +163,7 @@ describe('--lifespan', () => {
   test('anything else is a usage error (the values are case-sensitive)', () => {
     rejects(['--lifespan', 'maybe'], '--lifespan must be one of auto, on, off, got "maybe"');
     rejects(['--lifespan', 'ON'], '--lifespan must be one of auto, on, off, got "ON"');
+    rejects(['--worker-accept', 'rr'], '--worker-accept must be one of kernel, round-robin, got "rr"');
     rejects(['--lifespan='], '--lifespan needs a value');
   });
 });

@@ -10,7 +10,8 @@ import { fixture, runMain, startServer } from './helpers/server.js';
 const TIMEOUT = { timeout: 30_000 };
 
 async function ask(url: string): Promise<{ count: number; primary: number; worker: number }> {
-  // A fresh connection per request, so that cluster's round-robin spreads them over the workers.
+  // A fresh connection per request, so that cluster's round-robin (--worker-accept round-robin)
+  // spreads them over the workers.
   const response = await fetch(`${url}/ask`, { headers: { connection: 'close' } });
   assert.equal(response.status, 200);
   return await response.json() as { count: number; primary: number; worker: number };
@@ -18,7 +19,7 @@ async function ask(url: string): Promise<{ count: number; primary: number; worke
 
 describe('an --app with primary() under --workers', () => {
   test('primary() runs once in the primary, answers every worker over IPC, and stop() runs at shutdown', TIMEOUT, async () => {
-    const server = await startServer({ args: ['--app', fixture('primary-counter.mjs'), '--workers', '2'] });
+    const server = await startServer({ args: ['--app', fixture('primary-counter.mjs'), '--workers', '2', '--worker-accept', 'round-robin'] });
     try {
       const answers = [];
       for (let i = 0; i < 12; i++) answers.push(await ask(server.url));

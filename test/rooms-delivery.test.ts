@@ -11,7 +11,7 @@
 //   - presence: the exact online list to the members when it changes, and coalesced (at most one
 //     push per room per second, counted against the time the test took, not against a deadline).
 //
-// Connections opened one after another go to the workers in turn (cluster round-robin), so four
+// Connections opened one after another go to the workers in turn (--worker-accept round-robin), so four
 // consecutive ones land on four different workers; the first test checks that with /healthz.
 // "Received nothing" is exact: after barrier() (a list_rooms round trip, see rooms-client.ts)
 // everything the primary sent a connection before is there.
@@ -117,7 +117,7 @@ describe('rooms delivery on 4 workers', () => {
     return connection;
   };
   before(async () => {
-    server = await startServer({ args: ['--workers', String(WORKERS)], env: { CHAT_SECRET: secret } });
+    server = await startServer({ args: ['--workers', String(WORKERS), '--worker-accept', 'round-robin'], env: { CHAT_SECRET: secret } });
   });
   after(async () => {
     await closeConnections(connections);

@@ -3,6 +3,8 @@
 //
 //   codec    the frame codec alone, in this process (codec.ts)
 //   stages   the worker's delivery path stage by stage, in a child process of its own (stages.ts)
+//   handshakes  what one WebSocket handshake costs, layer by layer (node:net, node:http, the ASGI
+//            dispatcher, the chat), in a child process of its own (handshakes.ts)
 //   http     GET / requests per second over keep-alive connections (http-load.ts)
 //   idle     server memory per open connection, handshakes per second (idle.ts)
 //   fanout   the lobby's broadcast: deliveries per second, delivery ratio, latency, server CPU per
@@ -23,6 +25,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Target } from './client.js';
 import { runCodec, type CodecRow } from './codec.js';
+import { runHandshakesChild, type HandshakesResult } from './handshakes.js';
 import { runStagesChild, type StagesResult } from './stages.js';
 import { defaultThreads, type DeliveryOptions, type DeliveryResult, type StepResult } from './deliveries.js';
 import { runFanout, type FanoutResult } from './fanout.js';
@@ -43,7 +46,7 @@ fan-out and rooms. By default it starts \`node dist/main.js --workers W\` itself
 per scenario.
 
 Scenarios and server:
-  --only LIST           scenarios to run, comma-separated: codec,stages,http,idle,fanout,rooms
+  --only LIST           scenarios to run, comma-separated: codec,stages,handshakes,http,idle,fanout,rooms
                         (default all)
   --workers N           server worker processes (default 1)
   --url URL             benchmark a running server instead (e.g. http://127.0.0.1:8080);
@@ -141,7 +144,7 @@ class UsageError extends Error {}
 /** The message log on the server under test (on: a fresh data dir; off: memory only), or as it is (--url). */
 type LogMode = 'on' | 'off' | 'as is';
 
-const SCENARIOS = ['codec', 'stages', 'http', 'idle', 'fanout', 'rooms'];
+const SCENARIOS = ['codec', 'stages', 'handshakes', 'http', 'idle', 'fanout', 'rooms'];
 
 /** The default profile (a few minutes on a 2-core machine) and the --quick one (< 40 s). */
 const PROFILES = {
@@ -385,6 +388,18 @@ function printStages(rows: StagesResult[]): void {
     ['messages/turn', 'ipc', 'deliver', 'write', 'after', 'total', 'heap B/delivery', 'GCs', 'GC µs/delivery'],
     rows.map((r) => [r.per_batch, num(r.us_per_delivery.ipc, 3), num(r.us_per_delivery.deliver, 2), num(r.us_per_delivery.write, 2),
       num(r.us_per_delivery.after, 2), num(r.us_per_delivery.total, 2), r.heap_bytes_per_delivery, r.gc.count, num(r.gc.us_per_delivery, 2)]),
+  ));
+}
+
+function printHandshakes(r: HandshakesResult): void {
+  const us = r.cpu_us_per_handshake;
+  const gc = r.gc_us_per_handshake;
+  print(table(
+    `Handshakes: one process's CPU µs per WebSocket handshake, each layer on top of the one before (handshakes.ts), ` +
+      `${r.conns} connections, median of ${r.repeats}; the layer's own cost is the difference from the row above`,
+    ['layer', 'CPU µs/handshake', 'layer µs', 'GC µs/handshake'],
+    [['node:net (accept, read, one write)', us.net, us.net, gc.net], ['node:http upgrade', us.http, us.http - us.net, gc.http],
+      ['ASGI dispatcher, minimal app', us.asgi, us.asgi - us.http, gc.asgi], ['chat (hub, greeting)', us.chat, us.chat - us.asgi, gc.chat]],
   ));
 }
 
@@ -754,6 +769,19 @@ async function main(): Promise<void> {
       printStages(rows);
     } catch (error) {
       print(`Stages: could not run: ${(error as Error).message}`);
+      failed = true;
+    }
+    print();
+  }
+
+  if (o.only.has('handshakes')) {
+    log('handshakes: measuring the handshake path in a child process');
+    try {
+      const r = await runHandshakesChild(2000, 3);
+      report['handshakes'] = r;
+      printHandshakes(r);
+    } catch (error) {
+      print(`Handshakes: could not run: ${(error as Error).message}`);
       failed = true;
     }
     print();

@@ -14,6 +14,8 @@ export interface ServerOptions {
   /** Path of the application module; null serves the bundled chat. */
   app: string | null;
   workers: number;
+  /** With --workers N: who spreads new connections over the workers (see OPTIONS). */
+  workerAccept: WorkerAccept;
   rootPath: string;
   logLevel: LogLevel;
   /** Run the app's lifespan scope: `auto` forgives an app without it, `on` requires it, `off` skips it. */
@@ -49,6 +51,10 @@ export interface ServerOptions {
   help: boolean;
   version: boolean;
 }
+
+/** `kernel`: every worker accepts on the shared socket; `round-robin`: the primary accepts and hands out. */
+export const WORKER_ACCEPT_MODES = ['kernel', 'round-robin'] as const;
+export type WorkerAccept = typeof WORKER_ACCEPT_MODES[number];
 
 /** One command-line flag: how it is written, its default, and what it does. */
 export interface OptionSpec {
@@ -88,6 +94,15 @@ export const OPTIONS = {
   workers: {
     metavar: 'N', default: '1', help: ['worker processes sharing the port'],
     meaning: 'N > 1: a node:cluster primary and N workers sharing the port',
+  },
+  'worker-accept': {
+    metavar: 'MODE', default: 'kernel',
+    help: [
+      'with --workers N, who spreads connections: kernel (each',
+      'worker accepts on the shared socket) or round-robin (the',
+      'primary accepts and hands each one to a worker in turn)',
+    ],
+    meaning: 'with `--workers N`: `kernel`: every worker accepts on the shared socket, as the kernel wakes them (about half the system calls per handshake, no trip through the primary; the spread follows which worker is free, so it is not exactly even); `round-robin`: the primary accepts each connection and passes it to the workers in turn over IPC (node:cluster\'s default: an even spread, at more CPU per handshake)',
   },
   'root-path': {
     metavar: 'PATH', default: '', help: ['ASGI root_path for apps mounted under a prefix'],
@@ -248,6 +263,10 @@ export function parseOptions(argv: string[]): ServerOptions {
   if (!(LIFESPAN_MODES as readonly string[]).includes(lifespan)) {
     throw new UsageError(`--lifespan must be one of ${LIFESPAN_MODES.join(', ')}, got "${lifespan}"`);
   }
+  const workerAccept = text('worker-accept');
+  if (!(WORKER_ACCEPT_MODES as readonly string[]).includes(workerAccept)) {
+    throw new UsageError(`--worker-accept must be one of ${WORKER_ACCEPT_MODES.join(', ')}, got "${workerAccept}"`);
+  }
   const rootPath = text('root-path');
   if (rootPath !== '' && (!rootPath.startsWith('/') || rootPath.endsWith('/'))) {
     throw new UsageError(`--root-path must start with "/" and not end with one, got "${rootPath}"`);
@@ -280,6 +299,7 @@ export function parseOptions(argv: string[]): ServerOptions {
     port: integer('port', text('port'), 0, 65535),
     app: typeof values.app === 'string' ? text('app') : null,
     workers: integer('workers', text('workers'), 1, SERVER_LIMITS.maxWorkers.value),
+    workerAccept: workerAccept as WorkerAccept,
     rootPath,
     logLevel: logLevel as LogLevel,
     lifespan: lifespan as LifespanMode,

@@ -52,6 +52,12 @@ export function runPrimary(options: ServerOptions, services: PrimaryService[]): 
   let exitCode = 0;
   let crashesInARow = 0;
 
+  // Who accepts (--worker-accept). node:cluster's default, round-robin, has the primary accept
+  // every connection and pass its descriptor to a worker over IPC, which the worker acknowledges:
+  // a dozen system calls and two wake-ups of other processes per connection, and the primary's
+  // CPU on every handshake. With SCHED_NONE each worker accepts on the shared listening socket
+  // itself. Read by node:cluster when it sets up the primary: so before setupPrimary and fork.
+  cluster.schedulingPolicy = options.workerAccept === 'kernel' ? cluster.SCHED_NONE : cluster.SCHED_RR;
   const chosen = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((arg) => arg.includes(WORKER_SEMI_SPACE_FLAG));
   if (!chosen) cluster.setupPrimary({ execArgv: [...process.execArgv, `${WORKER_SEMI_SPACE_FLAG}=${WORKER_SEMI_SPACE_MIB}`] });
 
