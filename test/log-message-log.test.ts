@@ -440,10 +440,89 @@ describe('recovery', () => {
       return true;
     });
     assert.deepEqual(readFileSync(file), bytes, 'nothing was changed');
-    // The same damage within a group of the end (a larger maxGroupBytes) is a torn tail.
-    const { records, warnings } = await open(dir, { maxRecordBytes: 60, maxGroupBytes: 4096 });
-    assert.deepEqual(records, payloads.slice(0, 2));
-    assert.equal(warnings.length, 1);
+  });
+
+  test('a bit flip far from the end is corruption even when maxRecordBytes is far bigger than a group', async () => {
+    // The review's case: with the chat's 32 MiB maxRecordBytes, a bad CRC anywhere in the last
+    // 32 MiB used to be cut as a torn tail, losing acknowledged records with only a warning.
+    const dir = tempDir();
+    await writeLog(dir, payloads, { maxGroupBytes: 64, maxRecordBytes: 100_000 });
+    const file = join(dir, segmentFileName(1));
+    const bytes = readFileSync(file);
+    const third = bytesOf(payloads.slice(0, 2));
+    bytes[third + 8 + 5] ^= 0x10; // a flipped bit in the third record's payload
+    writeFileSync(file, bytes);
+    await assert.rejects(openLog({ dir, maxRecordBytes: 100_000, maxGroupBytes: 64, warn: () => assert.fail('no warning') }, () => {}), (error: unknown) => {
+      assert.ok(error instanceof LogCorruptionError);
+      assert.equal(error.file, file);
+      assert.equal(error.offset, third);
+      assert.match(error.message, new RegExp(`a CRC-32 mismatch in a ${payloads[2]!.length}-byte record .*, ${bytes.length - third} bytes from the end of the last segment: further than one group \\(64 bytes\\)`));
+      return true;
+    });
+    assert.deepEqual(readFileSync(file), bytes, 'nothing was changed');
+  });
+
+  test('a bad record within a group of the end but followed by a valid record is corruption, not a torn tail', async () => {
+    const dir = tempDir();
+    await writeLog(dir, payloads);
+    const file = join(dir, segmentFileName(1));
+    const bytes = readFileSync(file);
+    const eighth = bytesOf(payloads.slice(0, 7));
+    bytes[eighth + 4] ^= 0x01; // a flipped bit in the eighth record's CRC
+    writeFileSync(file, bytes);
+    const ninth = eighth + encodeRecord(payloads[7]!).length;
+    await assert.rejects(openLog({ dir, maxRecordBytes: 1000, warn: () => assert.fail('no warning') }, () => {}), (error: unknown) => {
+      assert.ok(error instanceof LogCorruptionError);
+      assert.equal(error.offset, eighth);
+      assert.match(error.message, new RegExp(`a CRC-32 mismatch .*, followed by a valid record at byte ${ninth}: a crash tears only the end of the last write`));
+      assert.match(error.message, new RegExp(`truncate -s ${eighth} ${escape(file)}`), 'says how to repair');
+      return true;
+    });
+    assert.deepEqual(readFileSync(file), bytes, 'nothing was changed');
+    // The same bad record with nothing valid after it (the rest of the file gone) is a torn tail.
+    truncateSync(file, ninth + 3);
+    const { records, warnings } = await open(dir);
+    assert.deepEqual(records, payloads.slice(0, 7));
+    assert.deepEqual(warnings, [`log: cut a torn tail of ${ninth + 3 - eighth} bytes at ${file} offset ${eighth} (a write interrupted by a crash; it was never acknowledged)`]);
+  });
+
+  test('a length field flipped to run past the end of the file is corruption when valid records follow', async () => {
+    const dir = tempDir();
+    await writeLog(dir, payloads, { maxRecordBytes: 100_000 });
+    const file = join(dir, segmentFileName(1));
+    const bytes = readFileSync(file);
+    const third = bytesOf(payloads.slice(0, 2));
+    bytes[third + 1] ^= 0x01; // the length gains 65536: the record now seems to end past the file
+    writeFileSync(file, bytes);
+    await assert.rejects(openLog({ dir, maxRecordBytes: 100_000 }, () => {}), (error: unknown) => {
+      assert.ok(error instanceof LogCorruptionError);
+      assert.equal(error.offset, third);
+      assert.match(error.message, new RegExp(`a ${65536 + payloads[2]!.length}-byte record cut short .*, followed by a valid record at byte ${third + encodeRecord(payloads[2]!).length}`));
+      return true;
+    });
+    assert.deepEqual(readFileSync(file), bytes, 'nothing was changed');
+  });
+
+  test('one record bigger than a group, torn far from the end, is a torn tail (incomplete, or bad up to the end)', async () => {
+    const dir = tempDir();
+    const big = 'b'.repeat(50_000);
+    await writeLog(dir, [...payloads, big], { maxGroupBytes: 1024, maxRecordBytes: 100_000 });
+    const file = join(dir, segmentFileName(1));
+    const good = bytesOf(payloads);
+    const full = readFileSync(file);
+    // Its write cut short: incomplete.
+    truncateSync(file, good + 30_000);
+    let opened = await open(dir, { maxGroupBytes: 1024, maxRecordBytes: 100_000 });
+    assert.deepEqual(opened.records, payloads);
+    assert.equal(opened.warnings.length, 1);
+    await opened.log.close();
+    // Its full length on disk but a page in the middle never written (zeros): bad, one record to the end.
+    const holed = Buffer.from(full);
+    holed.fill(0, good + 8192, good + 12288);
+    writeFileSync(file, holed);
+    opened = await open(dir, { maxGroupBytes: 1024, maxRecordBytes: 100_000 });
+    assert.deepEqual(opened.records, payloads);
+    assert.match(opened.warnings[0]!, new RegExp(`cut a torn tail of ${full.length - good} bytes at .* offset ${good} `));
   });
 
   test('a length field over maxRecordBytes is bad', async () => {
