@@ -598,6 +598,18 @@ describe('faults', () => {
     log.append('lost three..'); // seals the previous group: another group
     log.whenDurable(record('d'));
     sync.release();
+    // The repair's fdatasync fails too: it retries, in the same episode, and no callback is called
+    // while the cut is not durable (the failed records could still come back).
+    await files.until(() => files.count('ftruncate') >= 3);
+    assert.deepEqual(order, []);
+    assert.equal(log.healthy, false);
+    assert.deepEqual(health, ['false:EIO']);
+    assert.throws(() => log.append('while broken'), LogUnavailableError);
+    assert.equal(log.stats.records, 4, 'a refused append changes nothing');
+    const late = durable(log); // joins the failed ones' callbacks, after them
+    assert.equal(statSync(join(dir, segmentFileName(1))).size, durableSize, 'cut back to the durable length');
+    assert.ok(files.calls.filter((c) => c.op === 'ftruncate').every((c) => c.length === durableSize));
+    delete files.failing.fdatasync;
     await files.until(() => order.length === 3);
     assert.deepEqual(order, ['b', 'c', 'd']);
     assert.equal(errors.length, 3);
@@ -606,18 +618,7 @@ describe('faults', () => {
       assert.equal(error.name, 'LogUnavailableError');
       assert.equal((error.cause as NodeJS.ErrnoException).code, 'EIO');
     }
-    assert.equal(log.healthy, false);
-    assert.deepEqual(health, ['false:EIO']);
-    assert.throws(() => log.append('while broken'), LogUnavailableError);
-    assert.equal(log.stats.records, 4, 'a refused append changes nothing');
-    const late = await durable(log);
-    assert.ok(late instanceof LogUnavailableError, 'whenDurable while broken: an error');
-
-    // The repair's fdatasync fails too: it retries, in the same episode.
-    await files.until(() => files.count('ftruncate') >= 3);
-    assert.equal(statSync(join(dir, segmentFileName(1))).size, durableSize, 'cut back to the durable length');
-    assert.ok(files.calls.filter((c) => c.op === 'ftruncate').every((c) => c.length === durableSize));
-    delete files.failing.fdatasync;
+    assert.ok((await late) instanceof LogUnavailableError, 'whenDurable while broken: an error');
     await files.until(() => health.length === 2);
     assert.deepEqual(health, ['false:EIO', 'true:undefined']);
     assert.equal(log.healthy, true);
@@ -629,6 +630,41 @@ describe('faults', () => {
     assert.equal(await durable(log), null);
     await log.close();
     assert.deepEqual(await reread(dir), ['acknowledged', 'after']);
+  });
+
+  test('failed records are reported only once their cut is durable: nothing while fdatasync then ftruncate fail, then all in order', async () => {
+    const dir = tempDir();
+    const files = new TestFiles();
+    const { log } = await open(dir, { files, retryDelayMs: fast });
+    log.append('acknowledged');
+    assert.equal(await durable(log), null);
+    const seen: Array<{ name: string; error: Error | null; lastOps: string[] }> = [];
+    const record = (name: string) => (error: Error | null) => {
+      seen.push({ name, error, lastOps: files.completed.slice(-2).map((c) => `${c.op}:${c.error}`) });
+    };
+    files.failing.fdatasync = 'EIO';
+    files.failing.ftruncate = 'EIO';
+    log.append('one');
+    log.whenDurable(record('a'));
+    log.append('two');
+    log.whenDurable(record('b'));
+    await files.until(() => files.count('ftruncate') >= 3);
+    assert.equal(seen.length, 0, 'nothing is reported while the failed bytes may still be in the file');
+    assert.throws(() => log.append('refused at once'), LogUnavailableError);
+    delete files.failing.fdatasync; // fdatasync works, the cut still fails
+    const truncations = files.count('ftruncate');
+    await files.until(() => files.count('ftruncate') >= truncations + 3);
+    assert.equal(seen.length, 0);
+    delete files.failing.ftruncate;
+    await files.until(() => seen.length === 2);
+    assert.deepEqual(seen.map((s) => s.name), ['a', 'b']);
+    for (const { error } of seen) {
+      assert.ok(error instanceof LogUnavailableError);
+      assert.equal((error.cause as NodeJS.ErrnoException).code, 'EIO');
+    }
+    assert.deepEqual(seen[0]!.lastOps, ['ftruncate:null', 'fdatasync:null'], 'called right after the cut was made durable');
+    await log.close();
+    assert.deepEqual(await reread(dir), ['acknowledged']);
   });
 
   test('a full disk (short write, then ENOSPC): the partial group is cut off; it resumes once there is room', async () => {
@@ -698,8 +734,10 @@ describe('faults', () => {
     files.failing.fsync = 'EIO';
     log.rollSegment();
     log.append('two');
-    assert.ok((await durable(log)) instanceof LogUnavailableError);
+    const failed = durable(log); // called once the half-created segment is removed, durably
+    await files.until(() => files.completed.filter((c) => c.op === 'fsync' && c.error === 'EIO').length >= 2);
     delete files.failing.fsync;
+    assert.ok((await failed) instanceof LogUnavailableError);
     await resumedPromise;
     assert.deepEqual(segmentFiles(dir), [segmentFileName(1)]);
     assert.deepEqual(log.segments, [1]);
@@ -707,6 +745,23 @@ describe('faults', () => {
     assert.equal(await durable(log), null);
     await log.close();
     assert.deepEqual(await reread(dir), ['one', 'three']);
+  });
+
+  test('close during an episode whose cut keeps failing: every callback is called with the error, close resolves', async () => {
+    const dir = tempDir();
+    const files = new TestFiles();
+    const { log } = await open(dir, { files, retryDelayMs: { first: 60_000, max: 60_000 } });
+    files.failing.write = 'EIO';
+    files.failing.ftruncate = 'EIO';
+    log.append('never');
+    const settled: Array<Error | null> = [];
+    log.whenDurable((error) => settled.push(error));
+    await files.until(() => files.count('ftruncate') >= 1);
+    assert.equal(settled.length, 0, 'held while the cut fails');
+    await log.close();
+    assert.equal(settled.length, 1);
+    assert.ok(settled[0] instanceof LogUnavailableError);
+    assert.equal(files.count('ftruncate'), 2, 'close tried the cut once more');
   });
 
   test('close during an episode stops the repair and resolves', async () => {

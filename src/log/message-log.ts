@@ -40,17 +40,26 @@
 //
 // Faults ("nothing is acknowledged that is not durable"). If a group's write or fdatasync fails
 //   (ENOSPC, EIO, ...), or a new segment cannot be created:
-//   - that group's callbacks, and those of every group opened after it, get a LogUnavailableError
-//     (the cause attached), in order; their records are forgotten (never written later).
-//   - the log is *unhealthy*: append throws LogUnavailableError (changing nothing) until repaired.
-//     onHealthChange(false, cause) and one warn line mark the start of the episode.
+//   - that group's records, and those of every group opened after it, are forgotten (never written
+//     later), and their callbacks will get a LogUnavailableError (the cause attached), in order. Not
+//     at once: a failed write may have left whole records in the file (a short write on a full disk
+//     stops after some of them), and after a failed fdatasync their pages may still reach the disk
+//     later. The error tells a client "not stored" (the chat's `unavailable`), and a crash before
+//     the repair's cut would bring those records back at restart. So the callbacks are held until
+//     the repair's first successful ftruncate + fdatasync (below) has made the cut durable, however
+//     long the episode lasts; close() during an episode tries the cut once more, then calls them
+//     with the error whatever happened, so that nobody waits forever.
+//   - the log is *unhealthy* at once: append throws LogUnavailableError (changing nothing) until
+//     repaired, and whenDurable's callbacks join the held ones. onHealthChange(false, cause) and one
+//     warn line mark the start of the episode.
 //   - Repair: the file is cut back to its durable length (ftruncate) and that is made durable
 //     (fdatasync). Why not simply retry the fdatasync? Because after a failed fsync Linux may have
 //     marked the failed dirty pages clean (they are dropped, or kept with contents that never
 //     reached the disk), and a second fsync then reports success for data that is not on the disk
 //     ("fsyncgate", PostgreSQL 2018). So a failed group's bytes are never trusted: they are cut off,
 //     and a successful ftruncate + fdatasync leaves the file in a known state, exactly the
-//     acknowledged records, with no unacknowledged byte that could come back after a crash.
+//     acknowledged records, with no unacknowledged byte that could come back after a crash. Only
+//     then are the held callbacks called.
 //   - Then a probe: as many zero bytes as the failed group had are written past the end, flushed,
 //     and cut off again. Truncating frees space even on a full disk, so without the probe the log
 //     would declare itself healthy at once and fail again with the next message, an "episode" per
@@ -447,6 +456,8 @@ export class MessageLog {
   /** A new segment created by a flight that then failed: the repair removes it. */
   private halfCreated: { path: string; fd: number } | null = null;
   private repairing: Promise<void> | null = null;
+  /** The callbacks of a failed flight's groups, until the repair's cut is durable (see "Faults"). */
+  private held: { error: LogUnavailableError; callbacks: Array<(error: Error | null) => void> } | null = null;
   private wakeRepair: (() => void) | null = null;
 
   /** Called with false when a failure episode starts (with its cause) and true when writes work again. */
@@ -529,6 +540,7 @@ export class MessageLog {
   whenDurable(done: (error: Error | null) => void): void {
     const last = this.open ?? this.sealed[this.sealed.length - 1] ?? this.inFlight;
     if (last !== null) last.callbacks.push(done);
+    else if (this.held !== null) this.held.callbacks.push(done); // after the failed ones, in order
     else process.nextTick(done, this.healthy ? null : this.unavailable());
   }
 
@@ -703,10 +715,13 @@ export class MessageLog {
     } catch (e) {
       thrown.push(e);
     }
+    // Held, not called: their bytes may still come back until the repair's cut is durable.
+    const held: Array<(error: Error | null) => void> = [];
     for (const g of failed) {
       this.recycle(g);
-      thrown.push(...runCallbacks(g.callbacks, error));
+      held.push(...g.callbacks);
     }
+    this.held = { error, callbacks: held };
     this.repairing = this.repair(group.length, Date.now());
     rethrowLater(thrown);
   }
@@ -717,14 +732,14 @@ export class MessageLog {
     // At most a group's bytes, so that zeros a crash leaves behind are within recovery's torn-tail window.
     const zeros = Buffer.alloc(Math.min(probeBytes, this.maxGroupBytes));
     for (;;) {
-      if (this.closing) return;
+      if (this.closing) return this.giveUp();
       try {
         await this.repairOnce(zeros);
         break;
       } catch {
         // The episode goes on; the next attempt starts over from the truncation.
       }
-      if (this.closing) return;
+      if (this.closing) return this.giveUp();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
         this.wakeRepair = () => {
@@ -745,7 +760,42 @@ export class MessageLog {
     }
   }
 
+  /** Closing during an episode: one more try at the cut, then the held callbacks get their error anyway. */
+  private async giveUp(): Promise<void> {
+    if (this.held === null) return;
+    try {
+      await this.cutBack();
+    } catch {
+      // Nothing more can be done before the process goes; the callbacks must not wait forever.
+    }
+    this.releaseHeld();
+  }
+
+  /** Calls the held callbacks with the episode's error, in order (once the cut is durable, or at close). */
+  private releaseHeld(): void {
+    const held = this.held;
+    if (held === null) return;
+    this.held = null;
+    rethrowLater(runCallbacks(held.callbacks, held.error));
+  }
+
   private async repairOnce(zeros: Buffer): Promise<void> {
+    await this.cutBack();
+    // The failed records can no longer come back: now their callbacks may hear so.
+    this.releaseHeld();
+    if (zeros.length > 0) {
+      try {
+        await this.writeAll(zeros, zeros.length, this.durableLength);
+        await call<void>((done) => this.files.fdatasync(this.fd, done));
+      } finally {
+        // Also when the probe failed: the file stays at its durable length between attempts.
+        await this.truncateToDurable();
+      }
+    }
+  }
+
+  /** Removes a half-created segment and cuts the current one back to its durable length, durably. */
+  private async cutBack(): Promise<void> {
     if (this.halfCreated !== null) {
       const half = this.halfCreated;
       const path = half.path;
@@ -765,15 +815,6 @@ export class MessageLog {
       this.halfCreated = null;
     }
     await this.truncateToDurable();
-    if (zeros.length > 0) {
-      try {
-        await this.writeAll(zeros, zeros.length, this.durableLength);
-        await call<void>((done) => this.files.fdatasync(this.fd, done));
-      } finally {
-        // Also when the probe failed: the file stays at its durable length between attempts.
-        await this.truncateToDurable();
-      }
-    }
   }
 
   private async truncateToDurable(): Promise<void> {
