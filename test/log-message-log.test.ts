@@ -4,7 +4,7 @@
 // and a real full disk (a small tmpfs).
 import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogCorruptionError, LogUnavailableError, MessageLog, NODE_FILES, openLog, segmentFileName, type LogFiles, type OpenLogOptions } from '../src/log/message-log.js';
@@ -75,6 +75,8 @@ type Op = keyof LogFiles;
 class TestFiles implements LogFiles {
   readonly calls: Array<{ op: Op; length?: number }> = [];
   readonly completed: Array<{ op: Op; error: string | null }> = [];
+  /** The paths given to open, in order. */
+  readonly opened: string[] = [];
   failing: Partial<Record<Op, string>> = {};
   space: number | null = null;
   maxWriteBytes = Number.POSITIVE_INFINITY;
@@ -129,6 +131,7 @@ class TestFiles implements LogFiles {
   }
 
   open(path: string, flags: string, mode: number, callback: (error: NodeJS.ErrnoException | null, fd: number) => void): void {
+    this.opened.push(path);
     this.run('open', undefined, (done) => NODE_FILES.open(path, flags, mode, done), callback);
   }
   write(fd: number, buffer: Buffer, offset: number, length: number, position: number, callback: (error: NodeJS.ErrnoException | null, written: number) => void): void {
@@ -282,6 +285,18 @@ describe('segments and reopening', () => {
     assert.deepEqual(records, []);
     assert.deepEqual(log.segments, [1]);
     assert.deepEqual(readdirSync(dir), ['00000000000000000001.log']);
+  });
+
+  test("the data directory's entry is fsync'ed at open, also when the caller created the directory", async () => {
+    const parent = tempDir();
+    const dir = join(parent, 'data');
+    mkdirSync(dir);
+    const files = new TestFiles();
+    const { log } = await open(dir, { files });
+    assert.deepEqual(files.opened, [parent]);
+    assert.deepEqual(files.calls.map((c) => c.op), ['open', 'fsync', 'close']);
+    assert.ok(files.completed.every((c) => c.error === null));
+    await log.close();
   });
 
   test('every record comes back in order across segments; segments roll at segmentBytes', async () => {
@@ -768,11 +783,12 @@ describe('faults', () => {
     const dir = tempDir();
     const files = new TestFiles();
     const { log } = await open(dir, { files, retryDelayMs: { first: 60_000, max: 60_000 } });
+    const closesAtOpen = files.count('close'); // the directory synced at open
     files.failing.write = 'EIO';
     log.append('never');
     assert.ok((await durable(log)) instanceof LogUnavailableError);
     await log.close();
-    assert.equal(files.count('close'), 1);
+    assert.equal(files.count('close'), closesAtOpen + 1);
   });
 });
 

@@ -135,14 +135,15 @@ type Callback<T> = (error: NodeJS.ErrnoException | null, value: T) => void;
 type Done = (error: NodeJS.ErrnoException | null) => void;
 
 /**
- * The file operations the log uses once open, in node:fs's callback form (numbers for descriptors).
+ * The file operations the log uses once open (and for the directory syncs at open), in node:fs's
+ * callback form (numbers for descriptors).
  * All of them run on libuv's thread pool. Tests wrap NODE_FILES to count calls or inject failures.
  */
 export interface LogFiles {
   open(path: string, flags: string, mode: number, callback: Callback<number>): void;
   write(fd: number, buffer: Buffer, offset: number, length: number, position: number, callback: Callback<number>): void;
   fdatasync(fd: number, callback: Done): void;
-  /** Used on directories, after a segment file is created. */
+  /** Used on directories: at open, and after a segment file is created. */
   fsync(fd: number, callback: Done): void;
   ftruncate(fd: number, length: number, callback: Done): void;
   close(fd: number, callback: Done): void;
@@ -222,13 +223,15 @@ export async function openLog(options: OpenLogOptions, onRecord: (payload: Buffe
   const warn = options.warn ?? ((line: string) => console.warn(line));
   const dir = options.dir;
 
-  // A directory created here must survive a power loss too: sync the parent of each one created.
+  const files = options.files ?? NODE_FILES;
+  // The data directory's own entry must survive a power loss, whoever created it (the caller may
+  // have, just before, and not synced its parent): fsync its parent at every open (one cheap
+  // fsync), and the parent of every other directory created here.
   const firstCreated = fs.mkdirSync(dir, { recursive: true });
-  if (firstCreated !== undefined) {
-    for (let created = resolve(dir); ; created = dirname(created)) {
-      syncDirectory(dirname(created));
-      if (created === resolve(firstCreated)) break;
-    }
+  const top = resolve(firstCreated ?? dir);
+  for (let created = resolve(dir); ; created = dirname(created)) {
+    await syncParent(files, created, warn);
+    if (created === top || created === dirname(created)) break;
   }
   const segments = listSegments(dir);
   let fd: number;
@@ -275,7 +278,7 @@ export async function openLog(options: OpenLogOptions, onRecord: (payload: Buffe
     maxRecordBytes,
     maxGroupBytes,
     segmentBytes,
-    files: options.files ?? NODE_FILES,
+    files,
     warn,
     retryDelayMs: options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS,
   });
@@ -296,6 +299,27 @@ function listSegments(dir: string): number[] {
     segments.push(seq);
   }
   return segments.sort((a, b) => a - b);
+}
+
+/**
+ * fsync the directory holding `path`, so that its entry survives a power loss. A parent we may not
+ * read (EACCES, EPERM: opening a directory needs read permission) is not a reason to refuse to
+ * start: one warn line says what is not guaranteed.
+ */
+async function syncParent(files: LogFiles, path: string, warn: (line: string) => void): Promise<void> {
+  const parent = dirname(path);
+  try {
+    const fd = await call<number>((done) => files.open(parent, 'r', 0, done));
+    try {
+      await call<void>((done) => files.fsync(fd, done));
+    } finally {
+      files.close(fd, () => {});
+    }
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') throw error;
+    warn(`log: cannot fsync ${parent} (${code}): if ${path} was just created, its entry may not survive a power loss`);
+  }
 }
 
 /** fsync a directory, so that names created or removed in it survive a power loss. */
