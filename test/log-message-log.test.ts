@@ -4,7 +4,7 @@
 // and a real full disk (a small tmpfs).
 import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LogCorruptionError, LogUnavailableError, MessageLog, NODE_FILES, openLog, segmentFileName, type LogFiles, type OpenLogOptions } from '../src/log/message-log.js';
@@ -75,6 +75,8 @@ type Op = keyof LogFiles;
 class TestFiles implements LogFiles {
   readonly calls: Array<{ op: Op; length?: number }> = [];
   readonly completed: Array<{ op: Op; error: string | null }> = [];
+  /** The paths given to open, in order. */
+  readonly opened: string[] = [];
   failing: Partial<Record<Op, string>> = {};
   space: number | null = null;
   maxWriteBytes = Number.POSITIVE_INFINITY;
@@ -129,6 +131,7 @@ class TestFiles implements LogFiles {
   }
 
   open(path: string, flags: string, mode: number, callback: (error: NodeJS.ErrnoException | null, fd: number) => void): void {
+    this.opened.push(path);
     this.run('open', undefined, (done) => NODE_FILES.open(path, flags, mode, done), callback);
   }
   write(fd: number, buffer: Buffer, offset: number, length: number, position: number, callback: (error: NodeJS.ErrnoException | null, written: number) => void): void {
@@ -282,6 +285,18 @@ describe('segments and reopening', () => {
     assert.deepEqual(records, []);
     assert.deepEqual(log.segments, [1]);
     assert.deepEqual(readdirSync(dir), ['00000000000000000001.log']);
+  });
+
+  test("the data directory's entry is fsync'ed at open, also when the caller created the directory", async () => {
+    const parent = tempDir();
+    const dir = join(parent, 'data');
+    mkdirSync(dir);
+    const files = new TestFiles();
+    const { log } = await open(dir, { files });
+    assert.deepEqual(files.opened, [parent]);
+    assert.deepEqual(files.calls.map((c) => c.op), ['open', 'fsync', 'close']);
+    assert.ok(files.completed.every((c) => c.error === null));
+    await log.close();
   });
 
   test('every record comes back in order across segments; segments roll at segmentBytes', async () => {
@@ -440,10 +455,89 @@ describe('recovery', () => {
       return true;
     });
     assert.deepEqual(readFileSync(file), bytes, 'nothing was changed');
-    // The same damage within a group of the end (a larger maxGroupBytes) is a torn tail.
-    const { records, warnings } = await open(dir, { maxRecordBytes: 60, maxGroupBytes: 4096 });
-    assert.deepEqual(records, payloads.slice(0, 2));
-    assert.equal(warnings.length, 1);
+  });
+
+  test('a bit flip far from the end is corruption even when maxRecordBytes is far bigger than a group', async () => {
+    // The review's case: with the chat's 32 MiB maxRecordBytes, a bad CRC anywhere in the last
+    // 32 MiB used to be cut as a torn tail, losing acknowledged records with only a warning.
+    const dir = tempDir();
+    await writeLog(dir, payloads, { maxGroupBytes: 64, maxRecordBytes: 100_000 });
+    const file = join(dir, segmentFileName(1));
+    const bytes = readFileSync(file);
+    const third = bytesOf(payloads.slice(0, 2));
+    bytes[third + 8 + 5] ^= 0x10; // a flipped bit in the third record's payload
+    writeFileSync(file, bytes);
+    await assert.rejects(openLog({ dir, maxRecordBytes: 100_000, maxGroupBytes: 64, warn: () => assert.fail('no warning') }, () => {}), (error: unknown) => {
+      assert.ok(error instanceof LogCorruptionError);
+      assert.equal(error.file, file);
+      assert.equal(error.offset, third);
+      assert.match(error.message, new RegExp(`a CRC-32 mismatch in a ${payloads[2]!.length}-byte record .*, ${bytes.length - third} bytes from the end of the last segment: further than one group \\(64 bytes\\)`));
+      return true;
+    });
+    assert.deepEqual(readFileSync(file), bytes, 'nothing was changed');
+  });
+
+  test('a bad record within a group of the end but followed by a valid record is corruption, not a torn tail', async () => {
+    const dir = tempDir();
+    await writeLog(dir, payloads);
+    const file = join(dir, segmentFileName(1));
+    const bytes = readFileSync(file);
+    const eighth = bytesOf(payloads.slice(0, 7));
+    bytes[eighth + 4] ^= 0x01; // a flipped bit in the eighth record's CRC
+    writeFileSync(file, bytes);
+    const ninth = eighth + encodeRecord(payloads[7]!).length;
+    await assert.rejects(openLog({ dir, maxRecordBytes: 1000, warn: () => assert.fail('no warning') }, () => {}), (error: unknown) => {
+      assert.ok(error instanceof LogCorruptionError);
+      assert.equal(error.offset, eighth);
+      assert.match(error.message, new RegExp(`a CRC-32 mismatch .*, followed by a valid record at byte ${ninth}: a crash tears only the end of the last write`));
+      assert.match(error.message, new RegExp(`truncate -s ${eighth} ${escape(file)}`), 'says how to repair');
+      return true;
+    });
+    assert.deepEqual(readFileSync(file), bytes, 'nothing was changed');
+    // The same bad record with nothing valid after it (the rest of the file gone) is a torn tail.
+    truncateSync(file, ninth + 3);
+    const { records, warnings } = await open(dir);
+    assert.deepEqual(records, payloads.slice(0, 7));
+    assert.deepEqual(warnings, [`log: cut a torn tail of ${ninth + 3 - eighth} bytes at ${file} offset ${eighth} (a write interrupted by a crash; it was never acknowledged)`]);
+  });
+
+  test('a length field flipped to run past the end of the file is corruption when valid records follow', async () => {
+    const dir = tempDir();
+    await writeLog(dir, payloads, { maxRecordBytes: 100_000 });
+    const file = join(dir, segmentFileName(1));
+    const bytes = readFileSync(file);
+    const third = bytesOf(payloads.slice(0, 2));
+    bytes[third + 1] ^= 0x01; // the length gains 65536: the record now seems to end past the file
+    writeFileSync(file, bytes);
+    await assert.rejects(openLog({ dir, maxRecordBytes: 100_000 }, () => {}), (error: unknown) => {
+      assert.ok(error instanceof LogCorruptionError);
+      assert.equal(error.offset, third);
+      assert.match(error.message, new RegExp(`a ${65536 + payloads[2]!.length}-byte record cut short .*, followed by a valid record at byte ${third + encodeRecord(payloads[2]!).length}`));
+      return true;
+    });
+    assert.deepEqual(readFileSync(file), bytes, 'nothing was changed');
+  });
+
+  test('one record bigger than a group, torn far from the end, is a torn tail (incomplete, or bad up to the end)', async () => {
+    const dir = tempDir();
+    const big = 'b'.repeat(50_000);
+    await writeLog(dir, [...payloads, big], { maxGroupBytes: 1024, maxRecordBytes: 100_000 });
+    const file = join(dir, segmentFileName(1));
+    const good = bytesOf(payloads);
+    const full = readFileSync(file);
+    // Its write cut short: incomplete.
+    truncateSync(file, good + 30_000);
+    let opened = await open(dir, { maxGroupBytes: 1024, maxRecordBytes: 100_000 });
+    assert.deepEqual(opened.records, payloads);
+    assert.equal(opened.warnings.length, 1);
+    await opened.log.close();
+    // Its full length on disk but a page in the middle never written (zeros): bad, one record to the end.
+    const holed = Buffer.from(full);
+    holed.fill(0, good + 8192, good + 12288);
+    writeFileSync(file, holed);
+    opened = await open(dir, { maxGroupBytes: 1024, maxRecordBytes: 100_000 });
+    assert.deepEqual(opened.records, payloads);
+    assert.match(opened.warnings[0]!, new RegExp(`cut a torn tail of ${full.length - good} bytes at .* offset ${good} `));
   });
 
   test('a length field over maxRecordBytes is bad', async () => {
@@ -519,6 +613,18 @@ describe('faults', () => {
     log.append('lost three..'); // seals the previous group: another group
     log.whenDurable(record('d'));
     sync.release();
+    // The repair's fdatasync fails too: it retries, in the same episode, and no callback is called
+    // while the cut is not durable (the failed records could still come back).
+    await files.until(() => files.count('ftruncate') >= 3);
+    assert.deepEqual(order, []);
+    assert.equal(log.healthy, false);
+    assert.deepEqual(health, ['false:EIO']);
+    assert.throws(() => log.append('while broken'), LogUnavailableError);
+    assert.equal(log.stats.records, 4, 'a refused append changes nothing');
+    const late = durable(log); // joins the failed ones' callbacks, after them
+    assert.equal(statSync(join(dir, segmentFileName(1))).size, durableSize, 'cut back to the durable length');
+    assert.ok(files.calls.filter((c) => c.op === 'ftruncate').every((c) => c.length === durableSize));
+    delete files.failing.fdatasync;
     await files.until(() => order.length === 3);
     assert.deepEqual(order, ['b', 'c', 'd']);
     assert.equal(errors.length, 3);
@@ -527,18 +633,7 @@ describe('faults', () => {
       assert.equal(error.name, 'LogUnavailableError');
       assert.equal((error.cause as NodeJS.ErrnoException).code, 'EIO');
     }
-    assert.equal(log.healthy, false);
-    assert.deepEqual(health, ['false:EIO']);
-    assert.throws(() => log.append('while broken'), LogUnavailableError);
-    assert.equal(log.stats.records, 4, 'a refused append changes nothing');
-    const late = await durable(log);
-    assert.ok(late instanceof LogUnavailableError, 'whenDurable while broken: an error');
-
-    // The repair's fdatasync fails too: it retries, in the same episode.
-    await files.until(() => files.count('ftruncate') >= 3);
-    assert.equal(statSync(join(dir, segmentFileName(1))).size, durableSize, 'cut back to the durable length');
-    assert.ok(files.calls.filter((c) => c.op === 'ftruncate').every((c) => c.length === durableSize));
-    delete files.failing.fdatasync;
+    assert.ok((await late) instanceof LogUnavailableError, 'whenDurable while broken: an error');
     await files.until(() => health.length === 2);
     assert.deepEqual(health, ['false:EIO', 'true:undefined']);
     assert.equal(log.healthy, true);
@@ -550,6 +645,41 @@ describe('faults', () => {
     assert.equal(await durable(log), null);
     await log.close();
     assert.deepEqual(await reread(dir), ['acknowledged', 'after']);
+  });
+
+  test('failed records are reported only once their cut is durable: nothing while fdatasync then ftruncate fail, then all in order', async () => {
+    const dir = tempDir();
+    const files = new TestFiles();
+    const { log } = await open(dir, { files, retryDelayMs: fast });
+    log.append('acknowledged');
+    assert.equal(await durable(log), null);
+    const seen: Array<{ name: string; error: Error | null; lastOps: string[] }> = [];
+    const record = (name: string) => (error: Error | null) => {
+      seen.push({ name, error, lastOps: files.completed.slice(-2).map((c) => `${c.op}:${c.error}`) });
+    };
+    files.failing.fdatasync = 'EIO';
+    files.failing.ftruncate = 'EIO';
+    log.append('one');
+    log.whenDurable(record('a'));
+    log.append('two');
+    log.whenDurable(record('b'));
+    await files.until(() => files.count('ftruncate') >= 3);
+    assert.equal(seen.length, 0, 'nothing is reported while the failed bytes may still be in the file');
+    assert.throws(() => log.append('refused at once'), LogUnavailableError);
+    delete files.failing.fdatasync; // fdatasync works, the cut still fails
+    const truncations = files.count('ftruncate');
+    await files.until(() => files.count('ftruncate') >= truncations + 3);
+    assert.equal(seen.length, 0);
+    delete files.failing.ftruncate;
+    await files.until(() => seen.length === 2);
+    assert.deepEqual(seen.map((s) => s.name), ['a', 'b']);
+    for (const { error } of seen) {
+      assert.ok(error instanceof LogUnavailableError);
+      assert.equal((error.cause as NodeJS.ErrnoException).code, 'EIO');
+    }
+    assert.deepEqual(seen[0]!.lastOps, ['ftruncate:null', 'fdatasync:null'], 'called right after the cut was made durable');
+    await log.close();
+    assert.deepEqual(await reread(dir), ['acknowledged']);
   });
 
   test('a full disk (short write, then ENOSPC): the partial group is cut off; it resumes once there is room', async () => {
@@ -619,8 +749,10 @@ describe('faults', () => {
     files.failing.fsync = 'EIO';
     log.rollSegment();
     log.append('two');
-    assert.ok((await durable(log)) instanceof LogUnavailableError);
+    const failed = durable(log); // called once the half-created segment is removed, durably
+    await files.until(() => files.completed.filter((c) => c.op === 'fsync' && c.error === 'EIO').length >= 2);
     delete files.failing.fsync;
+    assert.ok((await failed) instanceof LogUnavailableError);
     await resumedPromise;
     assert.deepEqual(segmentFiles(dir), [segmentFileName(1)]);
     assert.deepEqual(log.segments, [1]);
@@ -630,15 +762,33 @@ describe('faults', () => {
     assert.deepEqual(await reread(dir), ['one', 'three']);
   });
 
-  test('close during an episode stops the repair and resolves', async () => {
+  test('close during an episode whose cut keeps failing: every callback is called with the error, close resolves', async () => {
     const dir = tempDir();
     const files = new TestFiles();
     const { log } = await open(dir, { files, retryDelayMs: { first: 60_000, max: 60_000 } });
     files.failing.write = 'EIO';
+    files.failing.ftruncate = 'EIO';
+    log.append('never');
+    const settled: Array<Error | null> = [];
+    log.whenDurable((error) => settled.push(error));
+    await files.until(() => files.count('ftruncate') >= 1);
+    assert.equal(settled.length, 0, 'held while the cut fails');
+    await log.close();
+    assert.equal(settled.length, 1);
+    assert.ok(settled[0] instanceof LogUnavailableError);
+    assert.equal(files.count('ftruncate'), 2, 'close tried the cut once more');
+  });
+
+  test('close during an episode stops the repair and resolves', async () => {
+    const dir = tempDir();
+    const files = new TestFiles();
+    const { log } = await open(dir, { files, retryDelayMs: { first: 60_000, max: 60_000 } });
+    const closesAtOpen = files.count('close'); // the directory synced at open
+    files.failing.write = 'EIO';
     log.append('never');
     assert.ok((await durable(log)) instanceof LogUnavailableError);
     await log.close();
-    assert.equal(files.count('close'), 1);
+    assert.equal(files.count('close'), closesAtOpen + 1);
   });
 });
 

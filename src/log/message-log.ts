@@ -40,37 +40,66 @@
 //
 // Faults ("nothing is acknowledged that is not durable"). If a group's write or fdatasync fails
 //   (ENOSPC, EIO, ...), or a new segment cannot be created:
-//   - that group's callbacks, and those of every group opened after it, get a LogUnavailableError
-//     (the cause attached), in order; their records are forgotten (never written later).
-//   - the log is *unhealthy*: append throws LogUnavailableError (changing nothing) until repaired.
-//     onHealthChange(false, cause) and one warn line mark the start of the episode.
+//   - that group's records, and those of every group opened after it, are forgotten (never written
+//     later), and their callbacks will get a LogUnavailableError (the cause attached), in order. Not
+//     at once: a failed write may have left whole records in the file (a short write on a full disk
+//     stops after some of them), and after a failed fdatasync their pages may still reach the disk
+//     later. The error tells a client "not stored" (the chat's `unavailable`), and a crash before
+//     the repair's cut would bring those records back at restart. So the callbacks are held until
+//     the repair's first successful ftruncate + fdatasync (below) has made the cut durable, however
+//     long the episode lasts; close() during an episode tries the cut once more, then calls them
+//     with the error whatever happened, so that nobody waits forever.
+//   - the log is *unhealthy* at once: append throws LogUnavailableError (changing nothing) until
+//     repaired, and whenDurable's callbacks join the held ones. onHealthChange(false, cause) and one
+//     warn line mark the start of the episode.
 //   - Repair: the file is cut back to its durable length (ftruncate) and that is made durable
 //     (fdatasync). Why not simply retry the fdatasync? Because after a failed fsync Linux may have
 //     marked the failed dirty pages clean (they are dropped, or kept with contents that never
 //     reached the disk), and a second fsync then reports success for data that is not on the disk
 //     ("fsyncgate", PostgreSQL 2018). So a failed group's bytes are never trusted: they are cut off,
 //     and a successful ftruncate + fdatasync leaves the file in a known state, exactly the
-//     acknowledged records, with no unacknowledged byte that could come back after a crash.
+//     acknowledged records, with no unacknowledged byte that could come back after a crash. Only
+//     then are the held callbacks called.
 //   - Then a probe: as many zero bytes as the failed group had are written past the end, flushed,
 //     and cut off again. Truncating frees space even on a full disk, so without the probe the log
 //     would declare itself healthy at once and fail again with the next message, an "episode" per
 //     message; with it the episode ends only when a group of that size can really be written.
-//     (Zeros read as a bad record, and the probe is no longer than a group, so a crash during the
-//     probe leaves a torn tail that the next start cuts off; see below.)
+//     (Zeros read as a bad record with no valid record after it, and the probe is at most
+//     maxGroupBytes, even after a failed single record bigger than that, so a crash during the probe
+//     leaves a torn tail that the next start cuts off; see below.)
 //   - Each step that fails is retried with backoff (retryDelayMs, 50 ms doubling to 2 s): a timer
 //     is fine here, it paces retries, it does not delay any commit. When all succeed the log is
 //     healthy again: onHealthChange(true) and a "resumed" warn line.
 //
 // Recovery (openLog). Segments are read oldest first; each valid record goes to onRecord. Because
-//   a group is written only after the previous one is durable, a crash can damage only the last
-//   group written: the end of the last segment, within one group (maxGroupBytes, or one record
-//   if a single record is bigger). A bad or incomplete record there is a *torn tail*: the file is
-//   cut at that record (it was never acknowledged), one warn line says so, and the log starts.
-//   A bad record anywhere else cannot come from a crash, only from damage (a disk, a person, a
-//   bug): openLog refuses with LogCorruptionError, which names the file and the byte offset and
-//   says how to repair, and changes nothing. The last segment is fdatasync'ed before use: a process
-//   that crashed may have left written-but-unflushed records in the page cache, and what is read
-//   back (and so acted upon) must be durable.
+//   a group is written in one write, and only after the previous one is durable, a crash can damage
+//   only the last group written: the end of the last segment, within one group (at most
+//   maxGroupBytes, or a single record if it is bigger: such a record is a group by itself). What a
+//   crash there leaves is a *torn tail*: the file is cut at the first bad or incomplete record (it
+//   was never acknowledged), one warn line says so, and the log starts. Anything else is damage (a
+//   disk, a person, a bug), and openLog refuses with LogCorruptionError, which names the file and
+//   the byte offset and says how to repair, and changes nothing: a silent cut would lose records
+//   that were acknowledged. The rule, for the first record of the last segment that is not valid:
+//   - 'incomplete' (its length field runs past the end of the file): a torn tail, however far from
+//     the end it starts, since it may be one big record being written;
+//   - 'bad' (a CRC mismatch, a length of 0 or over maxRecordBytes): a torn tail only if it starts
+//     within maxGroupBytes of the end, or is one whole record ending exactly at the end (a single
+//     big record that was being written);
+//   - in both cases, and only if no valid record can be found after it: every later offset up to
+//     the end is tried as a record start (a plausible length, then the CRC; the CRC work is bounded
+//     by TAIL_SCAN_CRC_BUDGET_BYTES, and an inconclusive scan refuses). Why a valid record after a
+//     bad one means damage, not a tear: the bytes of the last group are written after everything
+//     before them is durable, so a crash cannot leave a hole *followed by* good records; a bit flip
+//     in an acknowledged record can (and a flipped length field can make a record seem to run past
+//     the end of the file, hence the check for 'incomplete' too).
+//   The residual case, said honestly: a power loss during the last group's write may persist a later
+//   page of it but not an earlier one (the disk writes pages in any order). That tail then holds a
+//   hole followed by valid records, and openLog refuses it although it is only a tear; the error
+//   says where, and cutting the file there (truncate -s OFFSET FILE, as the message says) loses
+//   nothing acknowledged, since the whole group was never acknowledged.
+//   The last segment is fdatasync'ed before use: a process that crashed may have left
+//   written-but-unflushed records in the page cache, and what is read back (and so acted upon) must
+//   be durable.
 import * as fs from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { RECORD_HEADER_BYTES, MAX_PAYLOAD_LENGTH_FIELD, describeBadRecord, encodeRecordInto, readRecord, recordSizeBound } from './record.js';
@@ -106,14 +135,15 @@ type Callback<T> = (error: NodeJS.ErrnoException | null, value: T) => void;
 type Done = (error: NodeJS.ErrnoException | null) => void;
 
 /**
- * The file operations the log uses once open, in node:fs's callback form (numbers for descriptors).
+ * The file operations the log uses once open (and for the directory syncs at open), in node:fs's
+ * callback form (numbers for descriptors).
  * All of them run on libuv's thread pool. Tests wrap NODE_FILES to count calls or inject failures.
  */
 export interface LogFiles {
   open(path: string, flags: string, mode: number, callback: Callback<number>): void;
   write(fd: number, buffer: Buffer, offset: number, length: number, position: number, callback: Callback<number>): void;
   fdatasync(fd: number, callback: Done): void;
-  /** Used on directories, after a segment file is created. */
+  /** Used on directories: at open, and after a segment file is created. */
   fsync(fd: number, callback: Done): void;
   ftruncate(fd: number, length: number, callback: Done): void;
   close(fd: number, callback: Done): void;
@@ -156,6 +186,12 @@ const INITIAL_GROUP_BUFFER_BYTES = 64 * 1024;
 /** The reader's buffer: at least this, and at least one whole record. */
 const READ_CHUNK_BYTES = 1024 * 1024;
 const SEGMENT_NAME = /^(\d{20})\.log$/;
+/**
+ * The most payload bytes recovery CRC-checks while looking for a valid record after a bad one in
+ * the last segment (see "Recovery"): a tail of random bytes could otherwise cost quadratic time.
+ * 256 MiB is a fraction of a second of CRC-32; real tails (zeros, or text) need almost none of it.
+ */
+const TAIL_SCAN_CRC_BUDGET_BYTES = 256 * 1024 * 1024;
 
 /** A segment's file name: its sequence number, zero-padded to 20 digits (so names sort as numbers). */
 export function segmentFileName(seq: number): string {
@@ -187,18 +223,17 @@ export async function openLog(options: OpenLogOptions, onRecord: (payload: Buffe
   const warn = options.warn ?? ((line: string) => console.warn(line));
   const dir = options.dir;
 
-  // A directory created here must survive a power loss too: sync the parent of each one created.
+  const files = options.files ?? NODE_FILES;
+  // The data directory's own entry must survive a power loss, whoever created it (the caller may
+  // have, just before, and not synced its parent): fsync its parent at every open (one cheap
+  // fsync), and the parent of every other directory created here.
   const firstCreated = fs.mkdirSync(dir, { recursive: true });
-  if (firstCreated !== undefined) {
-    for (let created = resolve(dir); ; created = dirname(created)) {
-      syncDirectory(dirname(created));
-      if (created === resolve(firstCreated)) break;
-    }
+  const top = resolve(firstCreated ?? dir);
+  for (let created = resolve(dir); ; created = dirname(created)) {
+    await syncParent(files, created, warn);
+    if (created === top || created === dirname(created)) break;
   }
   const segments = listSegments(dir);
-  // The most a crash can leave damaged at the end of the last segment: one group (see "Recovery").
-  const tornTailWindow = Math.max(maxGroupBytes, RECORD_HEADER_BYTES + maxRecordBytes);
-
   let fd: number;
   if (segments.length === 0) {
     segments.push(1);
@@ -221,7 +256,8 @@ export async function openLog(options: OpenLogOptions, onRecord: (payload: Buffe
       const damage = readSegment(fd, maxRecordBytes, onRecord);
       if (damage) {
         const size = fs.fstatSync(fd).size;
-        if (size - damage.offset > tornTailWindow) throw new LogCorruptionError(file, damage.offset, damage.reason, []);
+        const refusal = judgeTail(fd, size, damage, maxRecordBytes, maxGroupBytes);
+        if (refusal !== null) throw new LogCorruptionError(file, damage.offset, refusal, []);
         fs.ftruncateSync(fd, damage.offset);
         fs.fsyncSync(fd);
         warn(`log: cut a torn tail of ${size - damage.offset} bytes at ${file} offset ${damage.offset} (a write interrupted by a crash; it was never acknowledged)`);
@@ -242,7 +278,7 @@ export async function openLog(options: OpenLogOptions, onRecord: (payload: Buffe
     maxRecordBytes,
     maxGroupBytes,
     segmentBytes,
-    files: options.files ?? NODE_FILES,
+    files,
     warn,
     retryDelayMs: options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS,
   });
@@ -265,6 +301,27 @@ function listSegments(dir: string): number[] {
   return segments.sort((a, b) => a - b);
 }
 
+/**
+ * fsync the directory holding `path`, so that its entry survives a power loss. A parent we may not
+ * read (EACCES, EPERM: opening a directory needs read permission) is not a reason to refuse to
+ * start: one warn line says what is not guaranteed.
+ */
+async function syncParent(files: LogFiles, path: string, warn: (line: string) => void): Promise<void> {
+  const parent = dirname(path);
+  try {
+    const fd = await call<number>((done) => files.open(parent, 'r', 0, done));
+    try {
+      await call<void>((done) => files.fsync(fd, done));
+    } finally {
+      files.close(fd, () => {});
+    }
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') throw error;
+    warn(`log: cannot fsync ${parent} (${code}): if ${path} was just created, its entry may not survive a power loss`);
+  }
+}
+
 /** fsync a directory, so that names created or removed in it survive a power loss. */
 function syncDirectory(path: string): void {
   const fd = fs.openSync(path, 'r');
@@ -280,7 +337,7 @@ function syncDirectory(path: string): void {
  * record (so memory is bounded by the chunk size and maxRecordBytes, not by the file). Returns the
  * first bad or incomplete record's offset, or null if every byte belongs to a valid record.
  */
-function readSegment(fd: number, maxRecordBytes: number, onRecord: (payload: Buffer) => void): { offset: number; reason: string } | null {
+function readSegment(fd: number, maxRecordBytes: number, onRecord: (payload: Buffer) => void): Damage | null {
   const buffer = Buffer.allocUnsafe(Math.max(READ_CHUNK_BYTES, RECORD_HEADER_BYTES + maxRecordBytes));
   let base = 0; // the file offset of buffer[0]
   let start = 0; // the next record's offset in buffer
@@ -292,7 +349,7 @@ function readSegment(fd: number, maxRecordBytes: number, onRecord: (payload: Buf
     for (;;) {
       const record = readRecord(buffer, start, maxRecordBytes, end);
       if (record === 'incomplete') break;
-      if (record === 'bad') return { offset: base + start, reason: describeBadRecord(buffer, start, maxRecordBytes, end) };
+      if (record === 'bad') return { offset: base + start, reason: describeBadRecord(buffer, start, maxRecordBytes, end), incomplete: false, lengthField: buffer.readUInt32BE(start) };
       onRecord(record.payload);
       start = record.next;
     }
@@ -304,7 +361,67 @@ function readSegment(fd: number, maxRecordBytes: number, onRecord: (payload: Buf
   }
   if (end === 0) return null;
   const reason = end < RECORD_HEADER_BYTES ? `a record header cut short (${end} of ${RECORD_HEADER_BYTES} bytes)` : `a ${buffer.readUInt32BE(0)}-byte record cut short (${end - RECORD_HEADER_BYTES} bytes of payload)`;
-  return { offset: base, reason };
+  return { offset: base, reason, incomplete: true, lengthField: end < RECORD_HEADER_BYTES ? 0 : buffer.readUInt32BE(0) };
+}
+
+/** The first record of a segment that is not valid: where, why, and what kind (see "Recovery"). */
+interface Damage {
+  offset: number;
+  reason: string;
+  /** True if the bytes end before the record does; false if the record is 'bad'. */
+  incomplete: boolean;
+  /** The record's length field (0 if the header itself is cut short). */
+  lengthField: number;
+}
+
+/**
+ * Decides whether the damage in the last segment (`size` bytes) is a torn tail (returns null) or
+ * corruption (returns the reason to refuse with), by the rule in "Recovery".
+ */
+function judgeTail(fd: number, size: number, damage: Damage, maxRecordBytes: number, maxGroupBytes: number): string | null {
+  const tailBytes = size - damage.offset;
+  if (!damage.incomplete) {
+    const wholeRecordToEnd = damage.lengthField > 0 && damage.lengthField <= maxRecordBytes && RECORD_HEADER_BYTES + damage.lengthField === tailBytes;
+    if (tailBytes > maxGroupBytes && !wholeRecordToEnd) {
+      return `${damage.reason}, ${tailBytes} bytes from the end of the last segment: further than one group (${maxGroupBytes} bytes), so not a write that a crash interrupted`;
+    }
+  }
+  // Bounded: an incomplete record is shorter than its length field says (at most maxRecordBytes),
+  // and a bad one is within a group of the end or one record long.
+  const tail = Buffer.allocUnsafe(tailBytes);
+  let filled = 0;
+  while (filled < tailBytes) {
+    const read = fs.readSync(fd, tail, filled, tailBytes - filled, damage.offset + filled);
+    if (read === 0) break;
+    filled += read;
+  }
+  const found = findValidRecord(tail.subarray(0, filled), 1, maxRecordBytes, TAIL_SCAN_CRC_BUDGET_BYTES);
+  if (found === null) return null;
+  if (found === 'budget') {
+    return `${damage.reason}; whether a valid record follows it could not be decided within ${TAIL_SCAN_CRC_BUDGET_BYTES} bytes of CRC checks, so it is not taken for a torn write`;
+  }
+  return (
+    `${damage.reason}, followed by a valid record at byte ${damage.offset + found}: a crash tears only the end of the last write, ` +
+    `so this is damage (or, rarely, a power loss that kept a later page of the last write but not this one; ` +
+    `then nothing from this offset on was acknowledged, and cutting the file here loses nothing)`
+  );
+}
+
+/**
+ * The offset of the first valid record starting at or after `from` in `bytes` (a plausible length
+ * that fits, then a matching CRC), null if there is none, or 'budget' if more than `crcBudget`
+ * payload bytes would have to be CRC-checked to know.
+ */
+function findValidRecord(bytes: Buffer, from: number, maxRecordBytes: number, crcBudget: number): number | null | 'budget' {
+  let budget = crcBudget;
+  for (let offset = from; offset + RECORD_HEADER_BYTES < bytes.length; offset++) {
+    const length = bytes.readUInt32BE(offset);
+    if (length === 0 || length > maxRecordBytes || offset + RECORD_HEADER_BYTES + length > bytes.length) continue;
+    budget -= length;
+    if (budget < 0) return 'budget';
+    if (readRecord(bytes, offset, maxRecordBytes) !== 'bad') return offset;
+  }
+  return null;
 }
 
 interface MessageLogState {
@@ -363,6 +480,8 @@ export class MessageLog {
   /** A new segment created by a flight that then failed: the repair removes it. */
   private halfCreated: { path: string; fd: number } | null = null;
   private repairing: Promise<void> | null = null;
+  /** The callbacks of a failed flight's groups, until the repair's cut is durable (see "Faults"). */
+  private held: { error: LogUnavailableError; callbacks: Array<(error: Error | null) => void> } | null = null;
   private wakeRepair: (() => void) | null = null;
 
   /** Called with false when a failure episode starts (with its cause) and true when writes work again. */
@@ -445,6 +564,7 @@ export class MessageLog {
   whenDurable(done: (error: Error | null) => void): void {
     const last = this.open ?? this.sealed[this.sealed.length - 1] ?? this.inFlight;
     if (last !== null) last.callbacks.push(done);
+    else if (this.held !== null) this.held.callbacks.push(done); // after the failed ones, in order
     else process.nextTick(done, this.healthy ? null : this.unavailable());
   }
 
@@ -619,10 +739,13 @@ export class MessageLog {
     } catch (e) {
       thrown.push(e);
     }
+    // Held, not called: their bytes may still come back until the repair's cut is durable.
+    const held: Array<(error: Error | null) => void> = [];
     for (const g of failed) {
       this.recycle(g);
-      thrown.push(...runCallbacks(g.callbacks, error));
+      held.push(...g.callbacks);
     }
+    this.held = { error, callbacks: held };
     this.repairing = this.repair(group.length, Date.now());
     rethrowLater(thrown);
   }
@@ -630,16 +753,17 @@ export class MessageLog {
   /** Cuts the file back to its durable length, syncs, probes; retried with backoff until it all works. */
   private async repair(probeBytes: number, since: number): Promise<void> {
     let delay = this.retryDelayMs.first;
-    const zeros = Buffer.alloc(probeBytes);
+    // At most a group's bytes, so that zeros a crash leaves behind are within recovery's torn-tail window.
+    const zeros = Buffer.alloc(Math.min(probeBytes, this.maxGroupBytes));
     for (;;) {
-      if (this.closing) return;
+      if (this.closing) return this.giveUp();
       try {
         await this.repairOnce(zeros);
         break;
       } catch {
         // The episode goes on; the next attempt starts over from the truncation.
       }
-      if (this.closing) return;
+      if (this.closing) return this.giveUp();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
         this.wakeRepair = () => {
@@ -660,7 +784,42 @@ export class MessageLog {
     }
   }
 
+  /** Closing during an episode: one more try at the cut, then the held callbacks get their error anyway. */
+  private async giveUp(): Promise<void> {
+    if (this.held === null) return;
+    try {
+      await this.cutBack();
+    } catch {
+      // Nothing more can be done before the process goes; the callbacks must not wait forever.
+    }
+    this.releaseHeld();
+  }
+
+  /** Calls the held callbacks with the episode's error, in order (once the cut is durable, or at close). */
+  private releaseHeld(): void {
+    const held = this.held;
+    if (held === null) return;
+    this.held = null;
+    rethrowLater(runCallbacks(held.callbacks, held.error));
+  }
+
   private async repairOnce(zeros: Buffer): Promise<void> {
+    await this.cutBack();
+    // The failed records can no longer come back: now their callbacks may hear so.
+    this.releaseHeld();
+    if (zeros.length > 0) {
+      try {
+        await this.writeAll(zeros, zeros.length, this.durableLength);
+        await call<void>((done) => this.files.fdatasync(this.fd, done));
+      } finally {
+        // Also when the probe failed: the file stays at its durable length between attempts.
+        await this.truncateToDurable();
+      }
+    }
+  }
+
+  /** Removes a half-created segment and cuts the current one back to its durable length, durably. */
+  private async cutBack(): Promise<void> {
     if (this.halfCreated !== null) {
       const half = this.halfCreated;
       const path = half.path;
@@ -680,15 +839,6 @@ export class MessageLog {
       this.halfCreated = null;
     }
     await this.truncateToDurable();
-    if (zeros.length > 0) {
-      try {
-        await this.writeAll(zeros, zeros.length, this.durableLength);
-        await call<void>((done) => this.files.fdatasync(this.fd, done));
-      } finally {
-        // Also when the probe failed: the file stays at its durable length between attempts.
-        await this.truncateToDurable();
-      }
-    }
   }
 
   private async truncateToDurable(): Promise<void> {
