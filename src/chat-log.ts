@@ -194,7 +194,7 @@ export class ChatLog {
   startCheckpoint(): void {
     if (this.checkpointing || !this.log.healthy) return;
     this.checkpointing = true;
-    const startBytes = this.log.stats.bytesFlushed;
+    const startBytes = this.log.flushedBytes;
     this.checkpointStartedAt = startBytes;
     const { rooms, lobby, dedupeWindowMs } = this.options;
     const seq = this.log.rollSegment();
@@ -205,10 +205,11 @@ export class ChatLog {
     const sent = [...rooms.sentEntries()].filter((entry) => entry.message.ts > oldest);
     let nextRoom = 0;
     let nextSent = 0;
-    const fail = (error: unknown): void => {
+    const giveUp = (error: unknown): void => {
       // The log is failing: give up; the older segments stay, and a later checkpoint tries again.
+      // (The log's health changes only between turns, so no block is ever left half-appended.)
       this.checkpointing = false;
-      if (!(error instanceof StoreUnavailableError)) throw error;
+      if (!(error instanceof LogUnavailableError)) throw error;
     };
     const step = (): void => {
       try {
@@ -231,7 +232,7 @@ export class ChatLog {
         }
         this.log.append('E' + JSON.stringify({ seq }));
       } catch (error) {
-        fail(error instanceof LogUnavailableError ? new StoreUnavailableError(error.message) : error);
+        giveUp(error);
         return;
       }
       this.log.whenDurable((error) => {
@@ -239,7 +240,7 @@ export class ChatLog {
           this.checkpointing = false;
           return;
         }
-        this.lastCheckpointBytes = this.log.stats.bytesFlushed - startBytes;
+        this.lastCheckpointBytes = this.log.flushedBytes - startBytes;
         this.checkpoints++;
         this.log.dropSegmentsBefore(seq).then(
           () => { this.checkpointing = false; },
@@ -259,7 +260,7 @@ export class ChatLog {
       this.log.append('l' + JSON.stringify({ trimmedUpTo: snapshot.trimmedUpTo, n: snapshot.texts.length }));
       for (const text of snapshot.texts) this.log.append('h' + text);
     } catch (error) {
-      fail(error instanceof LogUnavailableError ? new StoreUnavailableError(error.message) : error);
+      giveUp(error);
       return;
     }
     setImmediate(step);
