@@ -44,6 +44,7 @@ import cluster from 'node:cluster';
 import type { ChatLog, LobbyMemory } from './chat-log.js';
 import { openChatMemory } from './chat-memory.js';
 import { CHAT_LIMITS, type ChatConfig } from './config.js';
+import { LobbyHistory } from './lobby-history.js';
 import { RoomsClient } from './rooms/client.js';
 import type { RoomEvent, RoomsToPrimary, RoomsToWorker } from './rooms/ipc.js';
 import { RoomRouter } from './rooms/router.js';
@@ -123,11 +124,8 @@ const LOG_FAILED = 'the message log cannot take writes now: your message was not
 
 export class BroadcastLoop implements LobbyMemory {
   private readonly outlets = new Set<Outlet>();
-  /** The last historySize messages delivered, oldest first, and their ids. */
-  private history: string[] = [];
-  private historyIds: number[] = [];
-  /** The highest id dropped from history: a resume from below it has a gap. */
-  private trimmedUpTo: number;
+  /** The last historySize messages delivered (lobby-history.ts). */
+  private readonly history: LobbyHistory;
   private readonly historySize: number;
   /** The message log, or null (memory only: a message is delivered as soon as it is published). */
   private readonly log: LobbyLog | null;
@@ -150,7 +148,7 @@ export class BroadcastLoop implements LobbyMemory {
     this.log = log;
     // Without a log, whatever came before this process is gone: a resume from any earlier id has
     // a gap. With one, replay sets it from the log (resetLobby) or leaves it at 0 (all is there).
-    this.trimmedUpTo = log ? 0 : this.nextId - 1;
+    this.history = new LobbyHistory(historySize, log ? 0 : this.nextId - 1);
   }
 
   addOutlet(outlet: Outlet): void {
@@ -176,7 +174,7 @@ export class BroadcastLoop implements LobbyMemory {
         this.send(outlet, this.historyAnswer(message.r, message.s));
         if (message.f) {
           outlet.following = true;
-          this.send(outlet, { t: 'chat:mirror', m: this.history.slice(), ids: this.historyIds.slice(), trimmed: this.trimmedUpTo });
+          this.send(outlet, { t: 'chat:mirror', m: this.history.texts.slice(), ids: this.history.ids.slice(), trimmed: this.history.trimmedUpTo });
         }
         return;
       case 'chat:unsub':
@@ -241,20 +239,11 @@ export class BroadcastLoop implements LobbyMemory {
 
   /** Adds a message to the history and to this turn's batch. */
   private deliverSoon(id: number, text: string): void {
-    this.remember(id, text);
+    this.history.add(id, text);
     this.batch.push(text);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
-    }
-  }
-
-  private remember(id: number, text: string): void {
-    this.history.push(text);
-    this.historyIds.push(id);
-    if (this.history.length > this.historySize) {
-      this.history.shift();
-      this.trimmedUpTo = this.historyIds.shift()!;
     }
   }
 
@@ -265,21 +254,19 @@ export class BroadcastLoop implements LobbyMemory {
    * client saw messages this server does not have (its log was lost, or it ran memory-only).
    */
   private historyAnswer(request: number, since: number | undefined): ToWorker {
-    const { texts, recovered } = historyAfter(this.history, this.historyIds, this.trimmedUpTo, since);
+    const { texts, recovered } = this.history.after(since);
     return recovered === undefined ? { t: 'chat:history', r: request, m: texts } : { t: 'chat:history', r: request, m: texts, rec: recovered };
   }
 
   // ---- the message log's side (LobbyMemory, chat-log.ts) ----------------------------------------
 
   restoreLobby(id: number, text: string): void {
-    this.remember(id, text);
+    this.history.add(id, text);
     this.nextId = Math.max(this.nextId, id + 1);
   }
 
   resetLobby(trimmedUpTo: number): void {
-    this.history = [];
-    this.historyIds = [];
-    this.trimmedUpTo = trimmedUpTo;
+    this.history.reset(trimmedUpTo);
   }
 
   restoreNextLobbyId(id: number): void {
@@ -289,14 +276,15 @@ export class BroadcastLoop implements LobbyMemory {
   lobbySnapshot(): { trimmedUpTo: number; ids: readonly number[]; texts: readonly string[]; nextId: number } {
     // The history and everything written after it: a checkpoint must hold every lobby record
     // written before it (chat-log.ts), durable yet or not.
-    const ids = [...this.historyIds];
-    const texts = [...this.history];
+    const ids = [...this.history.ids];
+    const texts = [...this.history.texts];
     for (const group of [...this.awaiting, ...(this.writing ? [this.writing] : [])]) {
       ids.push(...group.ids);
       texts.push(...group.texts);
     }
     const drop = Math.max(0, texts.length - this.historySize);
-    return { trimmedUpTo: drop > 0 ? Math.max(this.trimmedUpTo, ids[drop - 1]) : this.trimmedUpTo, ids: ids.slice(drop), texts: texts.slice(drop), nextId: this.nextId };
+    const trimmedUpTo = this.history.trimmedUpTo;
+    return { trimmedUpTo: drop > 0 ? Math.max(trimmedUpTo, ids[drop - 1]) : trimmedUpTo, ids: ids.slice(drop), texts: texts.slice(drop), nextId: this.nextId };
   }
 
   /** Sends this turn's batch once to every outlet that has subscribers. */
@@ -333,22 +321,6 @@ export class BroadcastLoop implements LobbyMemory {
   }
 }
 
-/**
- * A new subscriber's history, from the history's texts, their ids and the highest id trimmed
- * away. Without `since`: all of it. With it: the messages after `since` if the history still
- * holds all of them (recovered), else all of it (not recovered: the client has a gap). An id above
- * the newest one is a gap too: the client saw messages this server does not have (its log was
- * lost, or it ran memory-only). The primary answers with it, and a worker from its mirror.
- */
-function historyAfter(texts: string[], ids: number[], trimmedUpTo: number, since: number | undefined): { texts: string[]; recovered?: boolean } {
-  if (since === undefined) return { texts: texts.slice() };
-  const newest = ids.length > 0 ? ids[ids.length - 1]! : trimmedUpTo;
-  if (since < trimmedUpTo || since > newest) return { texts: texts.slice(), recovered: false };
-  let first = ids.length;
-  while (first > 0 && ids[first - 1]! > since) first--;
-  return { texts: texts.slice(first), recovered: true };
-}
-
 // ---- the worker's side: the hub ------------------------------------------------------------------
 
 /** A subscriber's handle: its queue (history first, then live messages) and a way out. */
@@ -371,7 +343,7 @@ export class Hub {
   private readonly pendingSubscriptions = new Map<number, (history: string[], recovered?: boolean) => void>();
   private nextRequest = 1;
   /** The primary's history, kept current by the batches (see the top); null until it arrives. */
-  private mirror: { texts: string[]; ids: number[]; trimmedUpTo: number } | null = null;
+  private mirror: LobbyHistory | null = null;
   private followAsked = false;
   private outbox: string[] = [];
   /** Who published each outbox message (publisher numbers, see addPublisher). */
@@ -488,7 +460,7 @@ export class Hub {
     };
     if (this.mirror !== null) {
       // Seeded from the mirror and live in the same call: no batch can come in between.
-      const { texts, recovered } = historyAfter(this.mirror.texts, this.mirror.ids, this.mirror.trimmedUpTo, since);
+      const { texts, recovered } = this.mirror.after(since);
       queue.seed(texts);
       if (this.detached) queue.close();
       else this.live.add(queue);
@@ -526,7 +498,7 @@ export class Hub {
         return;
       }
       case 'chat:mirror':
-        this.mirror = { texts: message.m, ids: message.ids, trimmedUpTo: message.trimmed };
+        this.mirror = new LobbyHistory(this.config.historySize, message.trimmed, message.m, message.ids);
         return;
       case 'chat:history': {
         const resolve = this.pendingSubscriptions.get(message.r);
@@ -563,18 +535,11 @@ export class Hub {
     return this.inProcess.chatLog?.close() ?? RESOLVED;
   }
 
-  /** A batch, applied to the mirror as BroadcastLoop.remember applied it to the history. */
+  /** A batch, applied to the mirror as the primary applied it to the history. */
   private applyToMirror(texts: string[]): void {
     const mirror = this.mirror!;
-    for (const text of texts) {
-      // Every lobby text starts with its id, written by the primary: `{"id":123,"ts":…`.
-      mirror.texts.push(text);
-      mirror.ids.push(Number(text.slice(6, text.indexOf(',', 6))));
-      if (mirror.texts.length > this.config.historySize) {
-        mirror.texts.shift();
-        mirror.trimmedUpTo = mirror.ids.shift()!;
-      }
-    }
+    // Every lobby text starts with its id, written by the primary: `{"id":123,"ts":…`.
+    for (const text of texts) mirror.add(Number(text.slice(6, text.indexOf(',', 6))), text);
   }
 
   private scheduleFlush(): void {
