@@ -111,6 +111,18 @@ export interface LobbyLog {
   whenDurable(done: (error: Error | null) => void): void;
 }
 
+/**
+ * What the loop needs from a log shared by several server trees (shared-chat.ts): there the id and
+ * the text are given when the shared log applies the message (deliverApplied), on every tree alike.
+ */
+export interface SharedLobby {
+  /**
+   * Submits a message. `failed` is called if it will never be applied. Throws
+   * StoreUnavailableError, having sent nothing, when the shared log cannot take writes now.
+   */
+  submitLobby(ts: number, tail: string, failed: () => void): void;
+}
+
 /** The texts of one turn, written to the log and waiting for it to say they are durable. */
 interface AwaitingGroup {
   ids: number[];
@@ -121,6 +133,7 @@ interface AwaitingGroup {
 }
 
 const LOG_FAILED = 'the message log cannot take writes now: your message was not sent; send it again later';
+const SHARED_FAILED = 'the shared log (Redis) cannot take writes now: your message was not sent; send it again later';
 
 export class BroadcastLoop implements LobbyMemory {
   private readonly outlets = new Set<Outlet>();
@@ -142,6 +155,8 @@ export class BroadcastLoop implements LobbyMemory {
   /** Sealed groups waiting for the log, oldest first (for a checkpoint's snapshot). */
   private readonly awaiting: AwaitingGroup[] = [];
   private paused = false;
+  /** The log shared by several server trees, or null (see useShared). */
+  private shared: SharedLobby | null = null;
 
   constructor(historySize: number, log: LobbyLog | null = null) {
     this.historySize = historySize;
@@ -153,6 +168,19 @@ export class BroadcastLoop implements LobbyMemory {
 
   addOutlet(outlet: Outlet): void {
     this.outlets.add(outlet);
+  }
+
+  /**
+   * Several server trees share the lobby through `shared`: a message is submitted there, and
+   * delivered (deliverApplied) when the shared log applies it, wherever it was published.
+   */
+  useShared(shared: SharedLobby): void {
+    this.shared = shared;
+  }
+
+  /** A message the shared log applied (see useShared), with the id and text it gave it. */
+  deliverApplied(id: number, text: string): void {
+    this.deliverSoon(id, text);
   }
 
   /** A worker died: forget it and its subscribers. */
@@ -189,6 +217,7 @@ export class BroadcastLoop implements LobbyMemory {
    * durable: a lobby message is delivered to nobody before it would survive a crash.
    */
   private publish(tail: string, outlet: Outlet, conn: number): void {
+    if (this.shared) return this.publishShared(tail, outlet, conn);
     const id = this.nextId++;
     // The worker validated and serialized sender and message; the primary only prepends the
     // fields it owns. No parsing here, and a client cannot forge id, ts or extra fields.
@@ -212,6 +241,17 @@ export class BroadcastLoop implements LobbyMemory {
     group.texts.push(text);
     group.outlets.push(outlet);
     group.conns.push(conn);
+  }
+
+  private publishShared(tail: string, outlet: Outlet, conn: number): void {
+    const failed = (): void => {
+      if (this.outlets.has(outlet)) this.send(outlet, { t: 'chat:fail', c: [conn], e: SHARED_FAILED });
+    };
+    try {
+      this.shared!.submitLobby(Date.now(), tail, failed);
+    } catch {
+      failed(); // refused at once: nothing was sent (shared-chat.ts logged why)
+    }
   }
 
   /** Asks the log to call back when this turn's messages are durable (or failed). */
@@ -370,7 +410,7 @@ export class Hub {
    */
   delivered = 0;
   /** With --workers 1, the loop and the rooms' router living in this process (for metrics.ts); else null. */
-  inProcess: { readonly outlet: Outlet; readonly rooms: RoomRouter; readonly chatLog: ChatLog | null } | null = null;
+  inProcess: { readonly outlet: Outlet; readonly rooms: RoomRouter; readonly chatLog: ChatLog | null; close(): Promise<void> } | null = null;
   /** This worker's side of the rooms (rooms/client.ts), on the same link to the primary. */
   readonly rooms: RoomsClient;
 
@@ -532,7 +572,7 @@ export class Hub {
     this.maybeResume();
     if (!this.inProcess) return RESOLVED;
     this.inProcess.rooms.service.close();
-    return this.inProcess.chatLog?.close() ?? RESOLVED;
+    return this.inProcess.close();
   }
 
   /** A batch, applied to the mirror as the primary applied it to the history. */
@@ -607,7 +647,7 @@ export async function createHub(config: ChatConfig): Promise<Hub> {
   }
   // One process: the loop and the rooms' router live here and the link is a direct call. Delivery
   // still goes through their batching (setImmediate), so both modes behave the same.
-  const { loop, store, chatLog } = await openChatMemory(config);
+  const { loop, store, chatLog, close } = await openChatMemory(config);
   const rooms = new RoomRouter(config, (_id, message) => loop.send(outlet, message), store);
   const outlet: Outlet = {
     id: 0,
@@ -624,6 +664,6 @@ export async function createHub(config: ChatConfig): Promise<Hub> {
     send: (message) => (message.t === 'room:in' ? rooms.handle(outlet.id, message) : loop.handle(outlet, message)),
   };
   const hub = new Hub(config, link);
-  hub.inProcess = { outlet, rooms, chatLog };
+  hub.inProcess = { outlet, rooms, chatLog, close };
   return hub;
 }

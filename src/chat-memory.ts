@@ -10,16 +10,37 @@ import { LogStore } from './rooms/log-store.js';
 import { MemoryStore } from './rooms/memory-store.js';
 import type { ChatStore } from './rooms/store.js';
 import { log } from './server/logger.js';
+import { openSharedChat, type SharedChat } from './shared-chat.js';
 
 export interface ChatMemory {
   loop: BroadcastLoop;
   store: ChatStore;
-  /** The message log, or null when CHAT_DATA_DIR is empty (memory only). */
+  /** The message log, or null when CHAT_DATA_DIR is empty (memory only) or Redis is the log. */
   chatLog: ChatLog | null;
+  /** The chat shared through Redis (CHAT_REDIS_URL), or null. */
+  shared: SharedChat | null;
+  /** Closes the log (after the last publish): flushes what is pending. */
+  close(): Promise<void>;
 }
 
 /** `files`: the log's file operations (tests inject faults; default node:fs). */
 export async function openChatMemory(config: ChatConfig, files?: LogFiles): Promise<ChatMemory> {
+  if (config.redisUrl !== null) {
+    // Every tree must compute the same ids from the shared log: none may start from its own
+    // clock, as a single server does (shared-chat.ts gives the first ids).
+    const memory = new MemoryStore({
+      historyLimit: config.historySize,
+      dedupeLimit: config.dedupeMaxEntries,
+      dedupeWindowMs: config.dedupeWindow * 1000,
+      firstMessageId: 0,
+      firstRoomId: 0,
+    });
+    if (config.dataDir !== null && process.env.CHAT_DATA_DIR !== undefined) log.info(`message log: CHAT_REDIS_URL is set, so Redis is the log and CHAT_DATA_DIR (${config.dataDir}) is not used`);
+    const loop = new BroadcastLoop(config.historySize);
+    const shared = await openSharedChat(config, memory, loop);
+    loop.useShared(shared);
+    return { loop, store: shared, chatLog: null, shared, close: () => shared.close() };
+  }
   const memory = new MemoryStore({
     historyLimit: config.historySize,
     dedupeLimit: config.dedupeMaxEntries,
@@ -27,7 +48,7 @@ export async function openChatMemory(config: ChatConfig, files?: LogFiles): Prom
   });
   if (config.dataDir === null) {
     log.info('message log: off (CHAT_DATA_DIR is empty): the chat keeps everything in memory only, and loses it at a restart');
-    return { loop: new BroadcastLoop(config.historySize), store: memory, chatLog: null };
+    return { loop: new BroadcastLoop(config.historySize), store: memory, chatLog: null, shared: null, close: () => Promise.resolve() };
   }
   // The loop appends to the log, and the log is read back into the loop: the loop gets a handle
   // that points at the log once it is open (nothing is published before then).
@@ -45,5 +66,6 @@ export async function openChatMemory(config: ChatConfig, files?: LogFiles): Prom
     lobby: loop,
     files,
   });
-  return { loop, store: new LogStore(memory, chatLog), chatLog };
+  const opened = chatLog;
+  return { loop, store: new LogStore(memory, opened), chatLog: opened, shared: null, close: () => opened.close() };
 }

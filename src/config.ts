@@ -5,6 +5,7 @@
 // (`renderSettingsTable`), and test/config.test.ts fails when the two drift apart; the fixed limits
 // and the queue bounds are also rows of the README's limits table (src/readme-tables.ts).
 import { checkSecret } from './jwt.js';
+import { parseRedisUrl, type RedisUrl } from './redis/url.js';
 
 /** A whole-number setting read from the environment. */
 export interface NumberSetting {
@@ -75,6 +76,10 @@ export const CHAT_SETTINGS = {
     env: 'CHAT_LOG_SEGMENT_BYTES', default: 64 * 1024 * 1024, min: 64 * 1024, max: 1024 * 1024 * 1024, unit: 'bytes',
     why: 'size of one file of the message log; after this much new log the chat writes a checkpoint and deletes the files before it: the log stays near two segments plus what must be kept',
   },
+  redisSnapshotEvery: {
+    env: 'CHAT_REDIS_SNAPSHOT_EVERY', default: 10_000, min: 10, max: 10_000_000, unit: 'stream entries',
+    why: 'with CHAT_REDIS_URL: after this many entries of the shared stream (one per server tree and turn) a tree stores a snapshot of the chat in Redis, and the stream is cut back to the snapshot before: Redis keeps at most about two intervals of stream',
+  },
 } as const satisfies Record<string, NumberSetting>;
 
 /**
@@ -84,6 +89,15 @@ export const CHAT_SETTINGS = {
 export const DATA_DIR_SETTING = {
   env: 'CHAT_DATA_DIR', default: 'data',
   why: 'the message log\'s directory, created at startup; empty keeps everything in memory only (nothing survives a restart)',
+} as const;
+
+/**
+ * CHAT_REDIS_URL: Redis as the chat's log, shared by every server tree that names the same Redis
+ * (shared-chat.ts). Empty (the default): the local message log (CHAT_DATA_DIR) or memory.
+ */
+export const REDIS_URL_SETTING = {
+  env: 'CHAT_REDIS_URL', default: '',
+  why: '`redis://[[user]:password@]host:port[/db]`: Redis replaces the local message log and every server tree that names the same Redis serves one chat (README, "Several machines"); CHAT_DATA_DIR is then unused',
 } as const;
 
 /** Fixed limits of the chat: not settings, but declared here with their reasons all the same. */
@@ -140,6 +154,9 @@ export interface ChatConfig {
   logSegmentBytes: number;
   /** CHAT_DATA_DIR, or null for memory only. */
   dataDir: string | null;
+  redisSnapshotEvery: number;
+  /** CHAT_REDIS_URL, or null: no Redis. */
+  redisUrl: RedisUrl | null;
 }
 
 /** Reads the settings; throws an Error naming the variable when one is malformed. */
@@ -153,7 +170,15 @@ export function readChatConfig(env: NodeJS.ProcessEnv = process.env): ChatConfig
     throw new Error(`CHAT_HISTORY_SIZE (${numbers.historySize}) must not exceed CHAT_QUEUE_MAX_MESSAGES (${numbers.queueMaxMessages})`);
   }
   const dataDir = env.CHAT_DATA_DIR === undefined ? DATA_DIR_SETTING.default : env.CHAT_DATA_DIR.trim() === '' ? null : env.CHAT_DATA_DIR;
-  return { ...numbers, secret: checkSecret(env.CHAT_SECRET), allowedOrigins: readOrigins(env.CHAT_ALLOWED_ORIGINS), dataDir };
+  let redisUrl: RedisUrl | null = null;
+  if (env.CHAT_REDIS_URL !== undefined && env.CHAT_REDIS_URL.trim() !== '') {
+    try {
+      redisUrl = parseRedisUrl(env.CHAT_REDIS_URL.trim());
+    } catch (error) {
+      throw new Error(`CHAT_REDIS_URL: ${(error as Error).message}`);
+    }
+  }
+  return { ...numbers, secret: checkSecret(env.CHAT_SECRET), allowedOrigins: readOrigins(env.CHAT_ALLOWED_ORIGINS), dataDir, redisUrl };
 }
 
 function readNumber(env: NodeJS.ProcessEnv, setting: NumberSetting): number {
@@ -188,5 +213,6 @@ function readOrigins(raw: string | undefined): string[] {
 export function renderSettingsTable(): string {
   const rows = Object.values(CHAT_SETTINGS as Record<string, NumberSetting>).map((s) => `| \`${s.env}\` | ${s.default} | ${s.unit} | ${s.why} |`);
   rows.push(`| \`${DATA_DIR_SETTING.env}\` | \`${DATA_DIR_SETTING.default}\` | path | ${DATA_DIR_SETTING.why} |`);
+  rows.push(`| \`${REDIS_URL_SETTING.env}\` | (empty) | URL | ${REDIS_URL_SETTING.why} |`);
   return ['| variable | default | unit | what it bounds, and why this default |', '|---|---|---|---|', ...rows].join('\n');
 }

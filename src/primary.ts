@@ -21,7 +21,7 @@ import { log } from './server/logger.js';
 export async function startChatPrimary(): Promise<{ stop(): Promise<void> }> {
   const config = readChatConfig(); // a bad CHAT_* setting throws here: the server exits 3
   // The message log is read back before this returns, so before any worker is forked.
-  const { loop, store, chatLog } = await openChatMemory(config);
+  const { loop, store, chatLog, close } = await openChatMemory(config);
   const outlets = new Map<number, Outlet>(); // by cluster worker id
   const rooms = new RoomRouter(config, (id, message) => {
     const outlet = outlets.get(id);
@@ -72,7 +72,7 @@ export async function startChatPrimary(): Promise<{ stop(): Promise<void> }> {
       cluster.off('message', onMessage);
       cluster.off('exit', onExit);
       rooms.service.close();
-      await chatLog?.close(); // after the last worker exited: nothing more is published
+      await close(); // after the last worker exited: nothing more is published
     },
   };
 }

@@ -15,7 +15,14 @@ describe('readChatConfig', () => {
       historySize: 50, queueMaxMessages: 1000, queueMaxBytes: 1048576, maxSenderLength: 64, maxMessageLength: 4096,
       ratePerSecond: 20, rateBurst: 100, maxRoomMembers: 100, maxRoomsPerUser: 100, secret: null, allowedOrigins: [],
       dedupeWindow: 86400, dedupeMaxEntries: 100000, logSegmentBytes: 67108864, dataDir: 'data',
+      redisSnapshotEvery: 10000, redisUrl: null,
     });
+  });
+
+  test('CHAT_REDIS_URL: parsed; empty means no Redis; a malformed one is refused, naming the variable', () => {
+    assert.deepEqual(readChatConfig({ CHAT_REDIS_URL: 'redis://:pw@10.0.0.5:6380/2' }).redisUrl, { host: '10.0.0.5', port: 6380, username: null, password: 'pw', db: 2 });
+    assert.equal(readChatConfig({ CHAT_REDIS_URL: ' ' }).redisUrl, null);
+    assert.throws(() => readChatConfig({ CHAT_REDIS_URL: 'http://x' }), /^Error: CHAT_REDIS_URL: has the scheme http:\/\/: expected redis:\/\//);
   });
 
   test('CHAT_DATA_DIR: a path as given; empty or blank means memory only', () => {
@@ -31,11 +38,13 @@ describe('readChatConfig', () => {
       CHAT_MAX_ROOM_MEMBERS: '6', CHAT_MAX_ROOMS_PER_USER: '8', CHAT_SECRET: 'x'.repeat(32),
       CHAT_ALLOWED_ORIGINS: 'https://chat.example.com, http://localhost:3000',
       CHAT_DEDUPE_WINDOW: '60', CHAT_DEDUPE_MAX_ENTRIES: '11', CHAT_LOG_SEGMENT_BYTES: '65536', CHAT_DATA_DIR: 'here',
+      CHAT_REDIS_SNAPSHOT_EVERY: '12', CHAT_REDIS_URL: 'redis://127.0.0.1:7000',
     }), {
       historySize: 5, queueMaxMessages: 10, queueMaxBytes: 2048, maxSenderLength: 7, maxMessageLength: 9,
       ratePerSecond: 3, rateBurst: 4, maxRoomMembers: 6, maxRoomsPerUser: 8, secret: Buffer.from('x'.repeat(32)),
       allowedOrigins: ['https://chat.example.com', 'http://localhost:3000'],
       dedupeWindow: 60, dedupeMaxEntries: 11, logSegmentBytes: 65536, dataDir: 'here',
+      redisSnapshotEvery: 12, redisUrl: { host: '127.0.0.1', port: 7000, username: null, password: null, db: 0 },
     });
   });
 

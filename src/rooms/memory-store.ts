@@ -260,10 +260,18 @@ export class MemoryStore implements ChatStore {
   }
 
   findMessage(user: string, uuid: string): Message | undefined {
+    return this.findMessageAt(user, uuid, this.clock());
+  }
+
+  /**
+   * findMessage as of `now` (ms). The shared log (shared-chat.ts) asks as of the time written in
+   * the record it applies, not its own clock, so that every tree decides alike, whenever it applies it.
+   */
+  findMessageAt(user: string, uuid: string, now: number): Message | undefined {
     const entry = this.sent.get(dedupeKey(user, uuid));
     // Past the window, an entry no longer counts even if it is still in the table (it is
     // forgotten at the next append): the window is a promise about time, not about traffic.
-    if (!entry || entry.message.ts <= this.clock() - this.dedupeWindowMs) return undefined;
+    if (!entry || entry.message.ts <= now - this.dedupeWindowMs) return undefined;
     return entry.message;
   }
 

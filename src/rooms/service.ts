@@ -45,6 +45,13 @@
 //     were computed from memory that held it, and the store has undone it (store.ts). A dropped
 //     presence push is simply redone (see below).
 //
+//   Several server trees (a shared store: store.ts, shared-chat.ts). A write is submitted instead
+//     of applied, and its outcome is queued when the shared log applies it, together with the
+//     writes of the other trees, which this tree delivers to its own connections as they are
+//     applied: so every tree sends a room's writes in the log's one order. Errors and reads are
+//     queued when handled, as above, and answer from this tree's copy of the state as of then.
+//     A user is online while they have a connection on any tree (shared-presence.ts).
+//
 //   Presence: when a user's first connection opens or last one closes, each of their rooms is
 //     due for a check. A check runs through the scheduler, at once (delay 0: changes of the same
 //     turn, such as a reconnect, coalesce) or, if the room had a presence push less than
@@ -53,8 +60,8 @@
 //     members with the last online list its members were told (by a presence push, a room_update
 //     or a new_message's room object) and pushes `presence` only if they differ.
 import { CHAT_LIMITS, CHAT_SETTINGS } from '../config.js';
-import type { ChatStore, Message, Room } from './store.js';
-import { StoreUnavailableError } from './store.js';
+import type { ChatStore, IntentResult, Message, Room, RoomIntent, SharedRoomEvent, SharedWrites } from './store.js';
+import { StoreUnavailableError, sharedWritesOf } from './store.js';
 import type { ErrorCode, ServiceRequest } from './requests.js';
 import { answerError, answerSuccess } from './requests.js';
 
@@ -153,6 +160,8 @@ export class RoomService {
   private readonly output: RoomOutput;
   private readonly clock: Clock;
   private readonly schedule: Scheduler;
+  /** The store's shared writes when several server trees share it (see the top), else null. */
+  private readonly shared: SharedWrites | null;
   /** user → outlet → open authenticated connections there. A user with none has no entry. */
   private readonly connections = new Map<string, Map<OutletId, number>>();
   private readonly presence = new Map<number, PresenceState>();
@@ -170,6 +179,12 @@ export class RoomService {
     this.output = output;
     this.clock = clock;
     this.schedule = schedule;
+    this.shared = sharedWritesOf(store);
+    this.shared?.attach({
+      applied: (event) => this.remoteApplied(event),
+      presenceChanged: (user) => this.onlineChanged(user),
+      localUsers: () => this.connections.keys(),
+    });
   }
 
   // ---- connections ------------------------------------------------------------------------------
@@ -180,7 +195,7 @@ export class RoomService {
     const wasOnline = outlets !== undefined;
     if (!outlets) this.connections.set(user, (outlets = new Map()));
     outlets.set(outlet, (outlets.get(outlet) ?? 0) + 1);
-    if (!wasOnline) this.onlineChanged(user);
+    if (!wasOnline) this.localOnlineChanged(user, true);
   }
 
   /** An authenticated connection closed. A call with no matching open is ignored. */
@@ -195,7 +210,7 @@ export class RoomService {
     outlets.delete(outlet);
     if (outlets.size > 0) return;
     this.connections.delete(user);
-    this.onlineChanged(user);
+    this.localOnlineChanged(user, false);
   }
 
   /** A worker is gone (it exited): all its connections are. */
@@ -204,17 +219,17 @@ export class RoomService {
       // Deleting the entry being visited is safe in a Map iteration.
       if (outlets.delete(outlet) && outlets.size === 0) {
         this.connections.delete(user);
-        this.onlineChanged(user);
+        this.localOnlineChanged(user, false);
       }
     }
   }
 
-  /** Whether `user` has an open connection anywhere. */
+  /** Whether `user` has an open connection anywhere (on any tree, with a shared store). */
   isOnline(user: string): boolean {
-    return this.connections.has(user);
+    return this.connections.has(user) || (this.shared !== null && this.shared.remoteOnline(user));
   }
 
-  /** Users with at least one open authenticated connection (for metrics). */
+  /** Users with at least one open authenticated connection on this tree (for metrics). */
   get usersOnline(): number {
     return this.connections.size;
   }
@@ -269,6 +284,7 @@ export class RoomService {
       return this.fail(requester, 'limit_reached', `a room holds at most ${this.limits.maxMembersPerRoom} members`);
     }
     if (!this.roomsLeft(requester, members)) return;
+    if (this.shared) return this.submit(requester, { k: 'create', user: requester.user, name, users: members, ts: this.clock() }, (result) => this.announce(requester, result.room, result.room.users));
     const write = this.write(requester, () => this.store.createRoom(name, members, this.clock()));
     if (write) this.enqueue(write, (room) => this.announce(requester, room, room.users), () => this.replyUnavailable(requester));
   }
@@ -285,12 +301,20 @@ export class RoomService {
       return this.fail(requester, 'limit_reached', `room ${roomId} would have more than ${this.limits.maxMembersPerRoom} members`);
     }
     if (!this.roomsLeft(requester, added)) return;
+    if (this.shared) {
+      return this.submit(requester, { k: 'add', user: requester.user, room: roomId, users: added }, (result) => {
+        // Members only by the time it was applied (another tree added them first): nothing changed.
+        if (result.changed) this.announce(requester, result.room, result.room.users);
+        else this.reply(requester, answerSuccess(requester.uuid, requester.action, { room: this.roomObject(result.room) }));
+      });
+    }
     const write = this.write(requester, () => this.store.addUsers(roomId, added));
     if (write) this.enqueue(write, (after) => this.announce(requester, after, after.users), () => this.replyUnavailable(requester));
   }
 
   private leaveRoom(requester: Requester, roomId: number): void {
     if (!this.memberRoom(requester, roomId)) return;
+    if (this.shared) return this.submit(requester, { k: 'leave', user: requester.user, room: roomId }, (result) => this.announce(requester, result.room, [...result.room.users, requester.user]));
     const write = this.write(requester, () => this.store.removeUser(roomId, requester.user));
     // The leaver hears the room_update too ("every user who is or was a member").
     if (write) this.enqueue(write, (after) => this.announce(requester, after, [...after.users, requester.user]), () => this.replyUnavailable(requester));
@@ -331,6 +355,17 @@ export class RoomService {
     }
     const room = this.memberRoom(requester, roomId);
     if (!room) return;
+    if (this.shared) {
+      return this.submit(requester, { k: 'message', user: requester.user, room: roomId, uuid: requester.uuid, text, ts: this.clock() }, (result) => {
+        const message = result.message!;
+        // A retry that reached the log before its original was applied here: the original, to
+        // the requester alone, as above.
+        if (result.duplicate) return this.reply(requester, this.messageAnswer(requester, result.room, message).text);
+        const { text: answer, online } = this.messageAnswer(requester, result.room, message);
+        this.deliverTo(result.room.users, answer);
+        this.told(result.room.id, online);
+      });
+    }
     const write = this.write(requester, () => this.store.appendMessage(roomId, requester.user, requester.uuid, text, this.clock()));
     if (!write) return;
     this.enqueue(write, (message) => {
@@ -375,6 +410,42 @@ export class RoomService {
       this.fail(requester, 'unavailable', UNAVAILABLE_MESSAGE);
       return null;
     }
+  }
+
+  /**
+   * Submits a write to a shared store (see the top). Its outcome is queued when the shared log
+   * applies it, so that it leaves in the log's order; a write refused there gets its error.
+   */
+  private submit(requester: Requester, intent: RoomIntent, send: (result: IntentResult & { ok: true }) => void): void {
+    try {
+      this.shared!.submit(intent, (result) => {
+        if (result.ok) this.enqueue(RESOLVED, () => send(result), () => this.replyUnavailable(requester));
+        else this.fail(requester, result.code, result.code === 'unavailable' ? UNAVAILABLE_MESSAGE : result.error);
+      });
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError)) throw error; // a bug: let it be seen
+      this.fail(requester, 'unavailable', UNAVAILABLE_MESSAGE);
+    }
+  }
+
+  /**
+   * Another tree's write, applied here: delivered to this tree's connections, queued now so that
+   * it leaves in the log's order with this tree's own (see the top).
+   */
+  private remoteApplied(event: SharedRoomEvent): void {
+    if (this.closed) return;
+    this.enqueue(RESOLVED, () => {
+      if (event.k === 'room') {
+        const object = this.roomObject(event.room);
+        this.deliverTo(event.recipients, JSON.stringify({ action: 'room_update', room: object }));
+        if (event.room.users.length === 0) this.presence.delete(event.room.id);
+        else this.told(event.room.id, object.online);
+        return;
+      }
+      const object = this.roomObject(event.room);
+      this.deliverTo(event.room.users, answerSuccess(event.uuid, 'new_message', { room: object, message: event.message }));
+      this.told(event.room.id, object.online);
+    }, () => {});
   }
 
   /** The answer to create_room, add_users and leave_room, and the room_update to `recipients`. */
@@ -471,7 +542,7 @@ export class RoomService {
 
   /** The protocol's room object, with who is online now, in the order of `users`. */
   private roomObject(room: Room): RoomObject {
-    return { id: room.id, name: room.name, users: room.users, online: room.users.filter((user) => this.connections.has(user)) };
+    return { id: room.id, name: room.name, users: room.users, online: room.users.filter((user) => this.isOnline(user)) };
   }
 
   /** The members of `roomId` were just told that `online` are online. */
@@ -485,6 +556,12 @@ export class RoomService {
     // when no connection is open yet.
     if (!state) this.presence.set(roomId, (state = { told: [], lastPushAt: -Infinity, scheduled: false }));
     return state;
+  }
+
+  /** `user`'s first connection on this tree opened, or their last one closed. */
+  private localOnlineChanged(user: string, online: boolean): void {
+    this.shared?.localPresence(user, online);
+    this.onlineChanged(user);
   }
 
   /** `user` came online or went offline: each of their rooms is due for a presence check. */

@@ -160,3 +160,67 @@ export interface ChatStore {
    */
   messagesSince(roomId: number, sinceId: number, n: number): MessagesSince;
 }
+
+// ---- a store shared by several server trees (the Redis log: shared-chat.ts) ---------------------
+//
+// With several server trees, writes cannot be applied to memory at the call: another tree may
+// write first, and only the shared log says who did. So a shared store offers writes of another
+// kind: the service *submits* an intent, and learns its result when the shared log applies it, in
+// the log's order, on every tree alike; the checks that decide it (membership, limits, the dedupe
+// table) are made again there, against the state every tree has at that point of the log. Reads
+// stay synchronous, from this tree's copy, which is the state as of the last entry applied.
+
+/** A write the service asks of a shared store; `user` is the requester. */
+export type RoomIntent =
+  | { readonly k: 'create'; readonly user: string; readonly name: string; readonly users: readonly string[]; readonly ts: number }
+  | { readonly k: 'add'; readonly user: string; readonly room: number; readonly users: readonly string[] }
+  | { readonly k: 'leave'; readonly user: string; readonly room: number }
+  | { readonly k: 'message'; readonly user: string; readonly room: number; readonly uuid: string; readonly text: string; readonly ts: number };
+
+/** What a submitted intent came to, when the shared log applied it (or could not take it). */
+export type IntentResult =
+  /**
+   * Applied: `room` is the room after it (a leave: with the leaver removed; `users` empty when the
+   * room was deleted). `changed` is false when nothing was written (add_users of members only, or
+   * a retried message: then `message` is the original and `duplicate` is true).
+   */
+  | { readonly ok: true; readonly room: Room; readonly changed: boolean; readonly message?: Message; readonly duplicate?: boolean }
+  /** Refused by the checks at that point of the log; nothing was written. */
+  | { readonly ok: false; readonly code: 'not_found' | 'forbidden' | 'limit_reached' | 'unavailable'; readonly error: string };
+
+/** A write of another tree, as the shared log applied it here. */
+export type SharedRoomEvent =
+  /** room_update to `recipients` (a leave: the members after it and the leaver). */
+  | { readonly k: 'room'; readonly room: Room; readonly recipients: readonly string[] }
+  /** A new message, with the uuid its sender gave, to the room's members. */
+  | { readonly k: 'message'; readonly room: Room; readonly uuid: string; readonly message: Message };
+
+/** What the shared store tells the service (service.ts). */
+export interface SharedRoomListener {
+  /** Another tree's write was applied: deliver it to this tree's connections. */
+  applied(event: SharedRoomEvent): void;
+  /** A user came online or went offline on another tree. */
+  presenceChanged(user: string): void;
+  /** The users with a connection on this tree now. */
+  localUsers(): Iterable<string>;
+}
+
+export interface SharedWrites {
+  /**
+   * Submits a write. `done` is called once, when the shared log applies it or when it is known
+   * it never will be (`unavailable`). Throws StoreUnavailableError, having sent nothing, when the
+   * shared log cannot take writes now.
+   */
+  submit(intent: RoomIntent, done: (result: IntentResult) => void): void;
+  attach(listener: SharedRoomListener): void;
+  /** Whether `user` has a connection on another tree. */
+  remoteOnline(user: string): boolean;
+  /** `user`'s first connection on this tree opened (true) or their last one closed (false). */
+  localPresence(user: string, online: boolean): void;
+}
+
+/** The store's shared writes, if it is a shared store. */
+export function sharedWritesOf(store: ChatStore): SharedWrites | null {
+  const candidate = store as Partial<SharedWrites>;
+  return typeof candidate.submit === 'function' && typeof candidate.attach === 'function' ? store as ChatStore & SharedWrites : null;
+}
