@@ -175,13 +175,14 @@ export class SharedChat implements ChatStore, SharedWrites, SharedLobby {
   }
 
   /** This turn's records, as one entry: one XADD per turn, however many requests it held. */
-  private flush(): void {
+  private flush(): Promise<void> {
     this.flushQueued = false;
     const records = this.turn;
     const seqs = this.turnSeqs;
     this.turn = [];
     this.turnSeqs = [];
-    this.log.append(records).catch((error: unknown) => {
+    if (records.length === 0) return Promise.resolve();
+    return this.log.append(records).then(() => {}, (error: unknown) => {
       // Not in the log, for sure: refused, or never written (not connected). If the connection
       // broke after the write, Redis may have it: that is settled after the reconnect (see the
       // top, "Faults"), once the log is read up to its end.
@@ -460,12 +461,9 @@ export class SharedChat implements ChatStore, SharedWrites, SharedLobby {
     });
   }
 
-  /** Says bye, appends what this turn holds, and closes the connections. */
+  /** Says bye, appends what this turn holds, and closes the connections once Redis has both. */
   async close(): Promise<void> {
-    this.presence.stop();
-    if (this.flushQueued) this.flush();
-    // The last appends and the bye were written in this turn: give them a round trip to land.
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await Promise.all([this.presence.stop(), this.flush()]);
     await this.log.close();
   }
 }

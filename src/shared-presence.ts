@@ -131,10 +131,10 @@ export class SharedPresence {
   }
 
   /** Stops beating and says bye (best effort: a crash says nothing, and the beats stop instead). */
-  stop(): void {
+  stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    this.log.appendPresence('bye', []);
+    return this.log.appendPresence('bye', []);
   }
 
   private announce(): void {

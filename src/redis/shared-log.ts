@@ -232,10 +232,13 @@ export class SharedLog {
     return this.commands.command(['XADD', LOG_KEY, '*', 't', this.tree, 'r', records.join('\n')]);
   }
 
-  /** Appends a presence entry; fire and forget (shared-presence.ts repeats what matters). */
-  appendPresence(kind: string, users: readonly string[]): void {
-    if (!this.commands.connected) return;
-    this.commands.command(['XADD', PRESENCE_KEY, 'MAXLEN', '~', PRESENCE_STREAM_LENGTH, '*', 't', this.tree, 'k', kind, 'u', users.join('\n')]).catch(() => {});
+  /**
+   * Appends a presence entry. Never rejects: presence is best effort (shared-presence.ts repeats
+   * what matters after an outage); the promise only says when it is done.
+   */
+  appendPresence(kind: string, users: readonly string[]): Promise<void> {
+    if (!this.commands.connected) return Promise.resolve();
+    return this.commands.command(['XADD', PRESENCE_KEY, 'MAXLEN', '~', PRESENCE_STREAM_LENGTH, '*', 't', this.tree, 'k', kind, 'u', users.join('\n')]).then(() => {}, () => {});
   }
 
   /** Stores a snapshot that covers `entries` entries, up to `pos` (see STORE_SNAPSHOT). */
