@@ -49,6 +49,7 @@ import { RoomsClient } from './rooms/client.js';
 import type { RoomEvent, RoomsToPrimary, RoomsToWorker } from './rooms/ipc.js';
 import { RoomRouter } from './rooms/router.js';
 import { log } from './server/logger.js';
+import type { SharedChat } from './shared-chat.js';
 import { SubscriberQueue } from './subscriber-queue.js';
 
 const IPC_HIGH = CHAT_LIMITS.ipcHighWater.value;
@@ -410,7 +411,7 @@ export class Hub {
    */
   delivered = 0;
   /** With --workers 1, the loop and the rooms' router living in this process (for metrics.ts); else null. */
-  inProcess: { readonly outlet: Outlet; readonly rooms: RoomRouter; readonly chatLog: ChatLog | null; close(): Promise<void> } | null = null;
+  inProcess: { readonly outlet: Outlet; readonly rooms: RoomRouter; readonly chatLog: ChatLog | null; readonly shared: SharedChat | null; close(): Promise<void> } | null = null;
   /** This worker's side of the rooms (rooms/client.ts), on the same link to the primary. */
   readonly rooms: RoomsClient;
 
@@ -647,7 +648,7 @@ export async function createHub(config: ChatConfig): Promise<Hub> {
   }
   // One process: the loop and the rooms' router live here and the link is a direct call. Delivery
   // still goes through their batching (setImmediate), so both modes behave the same.
-  const { loop, store, chatLog, close } = await openChatMemory(config);
+  const { loop, store, chatLog, shared, close } = await openChatMemory(config);
   const rooms = new RoomRouter(config, (_id, message) => loop.send(outlet, message), store);
   const outlet: Outlet = {
     id: 0,
@@ -664,6 +665,6 @@ export async function createHub(config: ChatConfig): Promise<Hub> {
     send: (message) => (message.t === 'room:in' ? rooms.handle(outlet.id, message) : loop.handle(outlet, message)),
   };
   const hub = new Hub(config, link);
-  hub.inProcess = { outlet, rooms, chatLog, close };
+  hub.inProcess = { outlet, rooms, chatLog, shared, close };
   return hub;
 }

@@ -60,7 +60,7 @@ export class MetricsClient {
     const inProcess = this.hub.inProcess;
     if (inProcess !== null) {
       const ipcToWorkers = [{ pid: process.pid, pending: inProcess.outlet.pending }];
-      return Promise.resolve({ workersAsked: 1, processes: [snapshotProcess(this.hub)], primary: snapshotPrimary(inProcess.rooms.service, ipcToWorkers, inProcess.chatLog) });
+      return Promise.resolve({ workersAsked: 1, processes: [snapshotProcess(this.hub)], primary: snapshotPrimary(inProcess.rooms.service, ipcToWorkers, inProcess.chatLog, inProcess.shared) });
     }
     if (this.asking !== null) return this.asking.promise;
     const r = this.nextAsk++;

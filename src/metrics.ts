@@ -19,6 +19,7 @@
 // else (walking the queues, copying counters, rendering) happens once per scrape.
 import type { Hub } from './broadcast.js';
 import type { ChatLog } from './chat-log.js';
+import type { SharedChat } from './shared-chat.js';
 import type { MetricFamily, MetricType, Sample } from './prometheus.js';
 import type { RoomService } from './rooms/service.js';
 import { snapshotServerMetrics, type RefusedHandshakes, type ServerMetrics } from './server/metrics.js';
@@ -45,6 +46,21 @@ export interface PrimarySnapshot {
   ipcToWorkers: Array<{ pid: number; pending: number }>;
   /** The message log's figures since startup; null when it is off (CHAT_DATA_DIR empty: memory only). */
   log: LogSnapshot | null;
+  /** The shared log's figures (CHAT_REDIS_URL); null without Redis. */
+  redis: RedisSnapshot | null;
+}
+
+/** The shared log's figures (shared-chat.ts, redis/shared-log.ts), read when a scrape asks. */
+export interface RedisSnapshot {
+  connected: boolean;
+  /** Entries this tree appended (one per turn with writes), entries it applied (every tree's). */
+  appends: number;
+  applied: number;
+  /** This tree's writes sent and not yet back from the log. */
+  pending: number;
+  /** Other trees this one hears from (shared-presence.ts). */
+  otherTrees: number;
+  snapshots: number;
 }
 
 /** The message log's figures (chat-log.ts, log/message-log.ts), read when a scrape asks. */
@@ -82,13 +98,21 @@ export function snapshotProcess(hub: Hub): ProcessSnapshot {
 }
 
 /** The primary's snapshot, from its rooms' service, its outlets' backlogs and its message log (null: off). */
-export function snapshotPrimary(rooms: RoomService, ipcToWorkers: Array<{ pid: number; pending: number }>, chatLog: ChatLog | null): PrimarySnapshot {
+export function snapshotPrimary(rooms: RoomService, ipcToWorkers: Array<{ pid: number; pending: number }>, chatLog: ChatLog | null, shared: SharedChat | null = null): PrimarySnapshot {
   let log: LogSnapshot | null = null;
   if (chatLog !== null) {
     const stats = chatLog.stats;
     log = { flushes: stats.flushes, bytes: stats.bytesFlushed, records: stats.records, healthy: chatLog.healthy, checkpoints: chatLog.checkpoints };
   }
-  return { usersOnline: rooms.usersOnline, outcomesQueued: rooms.outcomesQueued, ipcToWorkers, log };
+  const redis: RedisSnapshot | null = shared === null ? null : {
+    connected: shared.log.connected,
+    appends: shared.log.stats.appends,
+    applied: shared.log.stats.entriesRead,
+    pending: shared.pendingCount,
+    otherTrees: shared.presence.otherTrees,
+    snapshots: shared.snapshotsStored,
+  };
+  return { usersOnline: rooms.usersOnline, outcomesQueued: rooms.outcomesQueued, ipcToWorkers, log, redis };
 }
 
 // ---- the declarations ------------------------------------------------------------------------------
@@ -121,6 +145,10 @@ const sum = (pick: (worker: ProcessSnapshot) => number) => (report: MetricsRepor
 /** The message log's one sample, or none when the log is off (memory only). */
 const fromLog = (pick: (log: LogSnapshot) => number) => (report: MetricsReport): Sample[] =>
   (report.primary.log === null ? [] : [{ value: pick(report.primary.log) }]);
+
+/** The shared log's one sample, or none without Redis. */
+const fromRedis = (pick: (redis: RedisSnapshot) => number) => (report: MetricsReport): Sample[] =>
+  (report.primary.redis === null ? [] : [{ value: pick(report.primary.redis) }]);
 
 /** One sample per process that answered, labelled with its pid. */
 const perWorker = (pick: (worker: ProcessSnapshot) => number) => (report: MetricsReport): Sample[] =>
@@ -243,6 +271,36 @@ export const METRICS = {
     type: 'counter', labels: [],
     help: 'Checkpoints of the message log completed since startup, each letting older segments be deleted (no sample when the log is off).',
     samples: fromLog((log) => log.checkpoints),
+  },
+  chat_redis_connected: {
+    type: 'gauge', labels: [],
+    help: '1 while this tree\'s primary can append to the shared log in Redis, 0 while writes are answered "unavailable" (no sample without CHAT_REDIS_URL).',
+    samples: fromRedis((redis) => (redis.connected ? 1 : 0)),
+  },
+  chat_redis_entries_appended_total: {
+    type: 'counter', labels: [],
+    help: 'Entries this tree appended to the shared log since startup: one XADD per turn of its primary that had writes (no sample without Redis).',
+    samples: fromRedis((redis) => redis.appends),
+  },
+  chat_redis_entries_applied_total: {
+    type: 'counter', labels: [],
+    help: 'Entries of the shared log, from every tree, this tree applied since startup (catch-up included; no sample without Redis).',
+    samples: fromRedis((redis) => redis.applied),
+  },
+  chat_redis_writes_pending: {
+    type: 'gauge', labels: [],
+    help: 'This tree\'s writes sent to the shared log and not yet back from it (bounded: beyond 10,000, writes are refused; no sample without Redis).',
+    samples: fromRedis((redis) => redis.pending),
+  },
+  chat_redis_other_trees: {
+    type: 'gauge', labels: [],
+    help: 'Other server trees this one hears from on chat:presence (no sample without Redis).',
+    samples: fromRedis((redis) => redis.otherTrees),
+  },
+  chat_redis_snapshots_total: {
+    type: 'counter', labels: [],
+    help: 'Snapshots of the chat this tree stored in Redis since startup, each letting older stream entries be trimmed (no sample without Redis).',
+    samples: fromRedis((redis) => redis.snapshots),
   },
   chat_metrics_workers_asked: {
     type: 'gauge', labels: [],

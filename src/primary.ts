@@ -21,7 +21,7 @@ import { log } from './server/logger.js';
 export async function startChatPrimary(): Promise<{ stop(): Promise<void> }> {
   const config = readChatConfig(); // a bad CHAT_* setting throws here: the server exits 3
   // The message log is read back before this returns, so before any worker is forked.
-  const { loop, store, chatLog, close } = await openChatMemory(config);
+  const { loop, store, chatLog, shared, close } = await openChatMemory(config);
   const outlets = new Map<number, Outlet>(); // by cluster worker id
   const rooms = new RoomRouter(config, (id, message) => {
     const outlet = outlets.get(id);
@@ -48,7 +48,7 @@ export async function startChatPrimary(): Promise<{ stop(): Promise<void> }> {
   const metrics = new MetricsCollector(() => snapshotPrimary(rooms.service, Object.values(cluster.workers ?? {})
     .filter((worker): worker is Worker => worker !== undefined)
     .map((worker) => ({ pid: worker.process.pid ?? 0, pending: outlets.get(worker.id)?.pending ?? 0 }))
-    .sort((a, b) => a.pid - b.pid), chatLog));
+    .sort((a, b) => a.pid - b.pid), chatLog, shared));
   const onMessage = (worker: Worker, message: ToPrimary | MetricsToPrimary): void => {
     const type = message?.t;
     if (type === 'room:in') rooms.handle(outletOf(worker).id, message);

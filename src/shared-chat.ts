@@ -129,6 +129,11 @@ export class SharedChat implements ChatStore, SharedWrites, SharedLobby {
     this.presence = new SharedPresence(sharedLog);
   }
 
+  /** This tree's writes sent and not yet back from the log (metrics). */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
   // ---- writes (SharedWrites, SharedLobby) --------------------------------------------------------
 
   submit(intent: RoomIntent, done: (result: IntentResult) => void): void {

@@ -41,6 +41,7 @@ const REPORT: MetricsReport = {
   primary: {
     usersOnline: 4, outcomesQueued: 1, ipcToWorkers: [{ pid: 101, pending: 0 }, { pid: 202, pending: 5 }],
     log: { flushes: 6, bytes: 2048, records: 9, healthy: false, checkpoints: 2 },
+    redis: { connected: true, appends: 5, applied: 11, pending: 3, otherTrees: 1, snapshots: 4 },
   },
 };
 
@@ -82,6 +83,12 @@ describe('the exposition of a report', () => {
       'chat_log_records_total 9',
       'chat_log_healthy 0',
       'chat_log_checkpoints_total 2',
+      'chat_redis_connected 1',
+      'chat_redis_entries_appended_total 5',
+      'chat_redis_entries_applied_total 11',
+      'chat_redis_writes_pending 3',
+      'chat_redis_other_trees 1',
+      'chat_redis_snapshots_total 4',
       'chat_metrics_workers_asked 3',
       'chat_metrics_workers_answered 2',
     ]);
@@ -103,6 +110,14 @@ describe('the exposition of a report', () => {
       ['chat_log_flushes_total', 'chat_log_bytes_total', 'chat_log_records_total', 'chat_log_healthy', 'chat_log_checkpoints_total']);
     for (const family of logFamilies) assert.deepEqual(family.samples, [], family.name);
     assert.equal(families.find((family) => family.name === 'chat_rooms_users_online')?.samples[0]?.value, 4, 'the rest as before');
+  });
+
+  test('without Redis: the shared log\'s families declare themselves and carry no sample', () => {
+    const families = metricFamilies({ ...REPORT, primary: { ...REPORT.primary, redis: null } });
+    const redisFamilies = families.filter((family) => family.name.startsWith('chat_redis_'));
+    assert.deepEqual(redisFamilies.map((family) => family.name), ['chat_redis_connected', 'chat_redis_entries_appended_total',
+      'chat_redis_entries_applied_total', 'chat_redis_writes_pending', 'chat_redis_other_trees', 'chat_redis_snapshots_total']);
+    for (const family of redisFamilies) assert.deepEqual(family.samples, [], family.name);
   });
 
   test('a scrape in which no worker answered still reports the primary and says so', () => {
