@@ -53,6 +53,7 @@ import type { SharedChat } from './shared-chat.js';
 import { SubscriberQueue } from './subscriber-queue.js';
 
 const IPC_HIGH = CHAT_LIMITS.ipcHighWater.value;
+const RESUME_AHEAD_WAIT_MS = CHAT_LIMITS.resumeAheadWaitMs.value;
 const IPC_LOW = CHAT_LIMITS.ipcLowWater.value;
 
 // ---- the messages between a worker and the primary ---------------------------------------------
@@ -385,6 +386,8 @@ export class Hub {
   private nextRequest = 1;
   /** The primary's history, kept current by the batches (see the top); null until it arrives. */
   private mirror: LobbyHistory | null = null;
+  /** Resumes from an id the mirror has not reached yet, waiting for it (see subscribe). */
+  private readonly aheadOfMirror = new Set<{ since: number; go: () => void }>();
   private followAsked = false;
   private outbox: string[] = [];
   /** Who published each outbox message (publisher numbers, see addPublisher). */
@@ -501,11 +504,29 @@ export class Hub {
     };
     if (this.mirror !== null) {
       // Seeded from the mirror and live in the same call: no batch can come in between.
-      const { texts, recovered } = this.mirror.after(since);
-      queue.seed(texts);
-      if (this.detached) queue.close();
-      else this.live.add(queue);
-      return Promise.resolve({ queue, close, recovered });
+      const fromMirror = (): Subscription => {
+        const { texts, recovered } = this.mirror!.after(since);
+        queue.seed(texts);
+        if (this.detached) queue.close();
+        else this.live.add(queue);
+        return { queue, close, recovered };
+      };
+      if (since === undefined || since <= this.mirror.newestId || this.detached) return Promise.resolve(fromMirror());
+      // The client saw `since` elsewhere (another worker, another server tree sharing Redis) a
+      // moment before this worker's mirror got it: wait for the batch that brings it, rather
+      // than report a gap that is not one. An id that does not come within the wait is a gap.
+      return new Promise((resolve) => {
+        const waiter = {
+          since,
+          go: () => {
+            clearTimeout(timer);
+            this.aheadOfMirror.delete(waiter);
+            resolve(fromMirror());
+          },
+        };
+        const timer = setTimeout(waiter.go, RESUME_AHEAD_WAIT_MS);
+        this.aheadOfMirror.add(waiter);
+      });
     }
     const follow = !this.followAsked;
     this.followAsked = true;
@@ -536,6 +557,7 @@ export class Hub {
         // the whole batch before its consumer runs, so the batch leaves in one socket write.
         for (const queue of this.live) queue.pushAll(texts, sizes);
         if (this.mirror !== null) this.applyToMirror(texts);
+        if (this.aheadOfMirror.size > 0) for (const waiter of this.aheadOfMirror) if (waiter.since <= this.mirror!.newestId) waiter.go();
         return;
       }
       case 'chat:mirror':
@@ -570,6 +592,7 @@ export class Hub {
     this.live.clear();
     for (const resolve of this.pendingSubscriptions.values()) resolve([]);
     this.pendingSubscriptions.clear();
+    for (const waiter of this.aheadOfMirror) waiter.go();
     this.maybeResume();
     if (!this.inProcess) return RESOLVED;
     this.inProcess.rooms.service.close();

@@ -118,6 +118,11 @@ export const CHAT_LIMITS = {
     atBound: 'the next ones wait for the next turn, so one burst cannot overflow everyone\'s queue',
     why: 'all the frames of one TCP read arrive in one turn; 16 keeps a burst from becoming one giant batch at no cost to a normal client',
   },
+  resumeAheadWaitMs: {
+    value: 2000, unit: 'ms', what: 'the wait of a lobby resume (`/chat?since=ID`) whose ID this worker has not seen yet',
+    atBound: 'the greeting says `recovered: false` and the history follows, as for an id this server never gave',
+    why: 'the client saw ID from another worker or another server tree, a moment ahead of this one (milliseconds); an id that never comes must not hold the connection for long',
+  },
   presenceCoalesceMs: {
     value: 1000, unit: 'ms', what: '`presence` pushes per room',
     atBound: 'changes within the window are sent as one push at its end',

@@ -17,6 +17,11 @@ export class LobbyHistory {
     this.ids = ids;
   }
 
+  /** The newest id it knows of: its newest message's, or the trim point when it holds none. */
+  get newestId(): number {
+    return this.ids.length > 0 ? this.ids[this.ids.length - 1]! : this.trimmedUpTo;
+  }
+
   add(id: number, text: string): void {
     this.texts.push(text);
     this.ids.push(id);
@@ -41,8 +46,7 @@ export class LobbyHistory {
    */
   after(since: number | undefined): { texts: string[]; recovered?: boolean } {
     if (since === undefined) return { texts: this.texts.slice() };
-    const newest = this.ids.length > 0 ? this.ids[this.ids.length - 1]! : this.trimmedUpTo;
-    if (since < this.trimmedUpTo || since > newest) return { texts: this.texts.slice(), recovered: false };
+    if (since < this.trimmedUpTo || since > this.newestId) return { texts: this.texts.slice(), recovered: false };
     let first = this.ids.length;
     while (first > 0 && this.ids[first - 1]! > since) first--;
     return { texts: this.texts.slice(first), recovered: true };
