@@ -238,7 +238,11 @@ export class SharedChat implements ChatStore, SharedWrites, SharedLobby {
       const space2 = record.indexOf(' ', space1 + 1);
       if (space1 < 0 || space2 < 0) throw new Error('a lobby record without its fields');
       const seq = Number(record.slice(1, space1));
-      const ts = Number(record.slice(space1 + 1, space2));
+      // The ts goes into the text as it is: anything but the decimal ms submitLobby writes would
+      // make every tree deliver an invalid message ("ts":NaN) or a time nobody gave.
+      const tsField = record.slice(space1 + 1, space2);
+      if (!/^\d{1,15}$/.test(tsField)) throw new Error('a lobby record whose ts is not a time in ms');
+      const ts = Number(tsField);
       const id = this.nextLobbyId++;
       this.loop.deliverApplied(id, `{"id":${id},"ts":${ts},${record.slice(space2 + 1)}`);
       if (own) this.pending.delete(seq);
