@@ -367,7 +367,8 @@ export class SharedChat implements ChatStore, SharedWrites, SharedLobby {
     if (state.v !== 1) throw new Error(`the snapshot in Redis has version ${String(state.v)}, which this server does not know`);
     this.memory.restoreNextIds(state.next.room, state.next.message);
     for (const record of state.rooms) this.memory.restoreRoom(record.room, record.history, record.trimmedUpTo);
-    for (const entry of state.sent) this.memory.restoreSent(entry.uuid, entry.message);
+    // As it was, not replayed (memory-store.ts says why): every tree must keep the same entries.
+    this.memory.restoreSentTable(state.sent);
     this.loop.resetLobby(state.lobby.trimmedUpTo);
     for (let i = 0; i < state.lobby.ids.length; i++) this.loop.restoreLobby(state.lobby.ids[i], state.lobby.texts[i]);
     this.nextLobbyId = state.next.lobby;
