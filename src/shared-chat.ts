@@ -244,7 +244,11 @@ export class SharedChat implements ChatStore, SharedWrites, SharedLobby {
       const space2 = record.indexOf(' ', space1 + 1);
       if (space1 < 0 || space2 < 0) throw new Error('a lobby record without its fields');
       const seq = Number(record.slice(1, space1));
-      const ts = Number(record.slice(space1 + 1, space2));
+      // The ts goes into the text as it is: anything but the decimal ms submitLobby writes would
+      // make every tree deliver an invalid message ("ts":NaN) or a time nobody gave.
+      const tsField = record.slice(space1 + 1, space2);
+      if (!/^\d{1,15}$/.test(tsField)) throw new Error('a lobby record whose ts is not a time in ms');
+      const ts = Number(tsField);
       const id = this.nextLobbyId++;
       this.loop.deliverApplied(id, `{"id":${id},"ts":${ts},${record.slice(space2 + 1)}`);
       if (own) this.pending.delete(seq);
@@ -369,7 +373,8 @@ export class SharedChat implements ChatStore, SharedWrites, SharedLobby {
     if (state.v !== 1) throw new Error(`the snapshot in Redis has version ${String(state.v)}, which this server does not know`);
     this.memory.restoreNextIds(state.next.room, state.next.message);
     for (const record of state.rooms) this.memory.restoreRoom(record.room, record.history, record.trimmedUpTo);
-    for (const entry of state.sent) this.memory.restoreSent(entry.uuid, entry.message);
+    // As it was, not replayed (memory-store.ts says why): every tree must keep the same entries.
+    this.memory.restoreSentTable(state.sent);
     this.loop.resetLobby(state.lobby.trimmedUpTo);
     for (let i = 0; i < state.lobby.ids.length; i++) this.loop.restoreLobby(state.lobby.ids[i], state.lobby.texts[i]);
     this.nextLobbyId = state.next.lobby;

@@ -224,6 +224,26 @@ export class MemoryStore implements ChatStore {
     this.nextMessageId = Math.max(this.nextMessageId, message.id + 1);
   }
 
+  /**
+   * Sets the dedupe table to `entries`, oldest first, exactly as a snapshot of it recorded them
+   * (shared-chat.ts). Unlike restoreSent, nothing is forgotten on the way: which entries a table
+   * keeps depends on the order and the times of every append that shaped it (records stamped by
+   * clocks that disagree come out of time order), so replaying only the survivors with their own
+   * times can forget one the table kept, and a tree started from the snapshot would then take a
+   * retry for a new message where the others answer the original. Still bounded by dedupeLimit.
+   */
+  restoreSentTable(entries: Iterable<SentEntry>): void {
+    this.sent.clear();
+    for (const entry of entries) {
+      this.sent.set(dedupeKey(entry.message.user, entry.uuid), { uuid: entry.uuid, message: entry.message });
+      this.nextMessageId = Math.max(this.nextMessageId, entry.message.id + 1);
+    }
+    for (const key of this.sent.keys()) {
+      if (this.sent.size <= this.dedupeLimit) break;
+      this.sent.delete(key);
+    }
+  }
+
   /** Raises the next ids (a checkpoint records them, so that no id is given twice). */
   restoreNextIds(nextRoomId: number, nextMessageId: number): void {
     this.nextRoomId = Math.max(this.nextRoomId, nextRoomId);
