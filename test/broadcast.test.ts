@@ -17,7 +17,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BroadcastLoop, Hub, createHub, type Subscription } from '../src/broadcast.js';
-import { readChatConfig, type ChatConfig } from '../src/config.js';
+import { CHAT_LIMITS, readChatConfig, type ChatConfig } from '../src/config.js';
 import { setLogLevel } from '../src/server/logger.js';
 
 // The pause and resume of the flow control log warnings: expected here, so not shown.
@@ -485,4 +485,37 @@ test('detach resolves a subscription still waiting for its history, with a close
   toA!.release(); // the history arrives late and is dropped
   assert.equal(subscription.queue.takeAll(), null);
   assert.equal(a!.subscriberCount, 0);
+});
+
+/** A lobby text as the loop writes it, for a hub fed by hand. */
+const lobbyText = (id: number): string => `{"id":${id},"ts":1,${tail('s', `m${id}`)}`;
+
+test('a resume from an id the worker\'s mirror has not reached yet waits for it, then gets exactly what follows it', async () => {
+  const hub = new Hub(config({ historySize: 10 }), { pending: 0, send: () => {} });
+  hub.receive({ t: 'chat:mirror', m: [lobbyText(10), lobbyText(11)], ids: [10, 11], trimmed: 9 });
+  // The client saw 13 elsewhere (another worker, another server tree) before this mirror did.
+  const pending = hub.subscribe(undefined, 13);
+  assert.equal(await settlesAtOnce(pending), false, 'it waits for 13 rather than report a gap');
+  hub.receive({ t: 'chat:batch', m: [lobbyText(12)] });
+  assert.equal(await settlesAtOnce(pending), false, '12 is not 13 yet');
+  hub.receive({ t: 'chat:batch', m: [lobbyText(13)] });
+  const subscription = await pending;
+  assert.equal(subscription.recovered, true);
+  assert.equal(subscription.queue.takeAll(), null, 'nothing queued: the client has everything up to 13');
+  hub.receive({ t: 'chat:batch', m: [lobbyText(14)] });
+  assert.deepEqual(subscription.queue.takeAll(), [lobbyText(14)], 'then live, from 14 on');
+  hub.detach();
+});
+
+test('a resume from an id that never comes is a gap once the wait is over', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const hub = new Hub(config({ historySize: 10 }), { pending: 0, send: () => {} });
+  hub.receive({ t: 'chat:mirror', m: [lobbyText(10), lobbyText(11)], ids: [10, 11], trimmed: 9 });
+  const pending = hub.subscribe(undefined, 500);
+  assert.equal(await settlesAtOnce(pending), false);
+  t.mock.timers.tick(CHAT_LIMITS.resumeAheadWaitMs.value);
+  const subscription = await pending;
+  assert.equal(subscription.recovered, false);
+  assert.deepEqual(subscription.queue.takeAll(), [lobbyText(10), lobbyText(11)], 'the history, as for an id this server never gave');
+  hub.detach();
 });
