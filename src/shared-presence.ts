@@ -110,7 +110,9 @@ export class SharedPresence {
         case 'hello':
           this.replace(tree.users, []);
           // Answered at the end of the turn (one snap for many hellos is enough, but they are rare).
-          setImmediate(() => this.log.appendPresence('snap', [...this.hooks!.localUsers()]));
+          setImmediate(() => {
+            if (this.hooks) void this.log.appendPresence('snap', [...this.hooks.localUsers()]);
+          });
           break;
         case 'snap':
           this.replace(tree.users, entry.users);
