@@ -389,6 +389,47 @@ export function openMany(options: OpenOptions): Promise<OpenResult> {
 }
 
 /**
+ * openMany over several servers (the trees of one chat: main.ts --redis): `count` connections,
+ * split as evenly as can be, in order (the first share to the first target...), each share
+ * opened in parallel with its part of the concurrency. Indexes run on from `firstIndex` across
+ * the shares, so a connection's index stays unique within its counter whatever server it is on.
+ */
+export async function openAcross(targets: readonly Target[], options: Omit<OpenOptions, 'target'>): Promise<OpenResult> {
+  if (targets.length === 0) throw new Error('openAcross needs at least one target');
+  const shares: Promise<OpenResult>[] = [];
+  let first = options.firstIndex ?? 0;
+  for (let t = 0; t < targets.length; t++) {
+    const count = Math.floor(options.count / targets.length) + (t < options.count % targets.length ? 1 : 0);
+    if (count === 0) continue;
+    shares.push(openMany({ ...options, target: targets[t]!, count, firstIndex: first, concurrency: Math.ceil(options.concurrency / targets.length) }));
+    first += count;
+  }
+  const results = await Promise.all(shares);
+  if (results.length === 1) return results[0]!;
+  return { ...mergeOpenResults(results), clients: results.flatMap((r) => r.clients) };
+}
+
+export function emptyOpen(): Omit<OpenResult, 'clients'> {
+  return { ready: 0, failed: 0, errors: {}, elapsed_s: 0, handshakes_per_s: 0, handshake_latency: new Histogram().summary(), greeting: null };
+}
+
+/** Connection results of several threads, or several servers, as one (they opened in parallel). */
+export function mergeOpenResults(parts: Omit<OpenResult, 'clients'>[]): Omit<OpenResult, 'clients'> {
+  const merged = emptyOpen();
+  for (const part of parts) {
+    merged.ready += part.ready;
+    merged.failed += part.failed;
+    for (const [k, v] of Object.entries(part.errors)) merged.errors[k] = (merged.errors[k] ?? 0) + v;
+    merged.elapsed_s = Math.max(merged.elapsed_s, part.elapsed_s);
+    merged.greeting ??= part.greeting;
+  }
+  merged.handshakes_per_s = merged.elapsed_s ? Math.round(merged.ready / merged.elapsed_s) : 0;
+  // Percentiles do not add up across threads; keep the slowest thread's, which bounds the rest.
+  merged.handshake_latency = parts.reduce((worst, p) => ((p.handshake_latency.p99_ms ?? 0) > (worst.p99_ms ?? 0) ? p.handshake_latency : worst), merged.handshake_latency);
+  return merged;
+}
+
+/**
  * Source addresses for many connections to a loopback server. A TCP connection is identified by
  * (source address, source port, destination address, destination port); with one source address,
  * the ~28,000 ephemeral ports (/proc/sys/net/ipv4/ip_local_port_range) bound the connections to

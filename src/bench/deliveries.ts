@@ -38,7 +38,7 @@ import type { BenchSocket, OpenResult, Target } from './client.js';
 import { monoUs } from './clock.js';
 import { Histogram, type LatencySummary } from './histogram.js';
 import { MAX_STEPS, type DeliveryCounter, type DeliveryReport } from './message.js';
-import { cpuSnapshot, cpuWindow, type CpuWindow } from './proc.js';
+import { cpuSnapshot, cpuWindow, type CpuWindow, type Roots } from './proc.js';
 import type { LogCounters } from './server-log.js';
 import type { SubscriberThreadData, ThreadOpened, ToSubscriberThread } from './subscriber-thread.js';
 import { Opcode, encodeMaskedFrame } from '../server/frames.js';
@@ -46,8 +46,13 @@ import { Opcode, encodeMaskedFrame } from '../server/frames.js';
 /** The options every delivery scenario has (the scenarios add their own: see fanout.ts, rooms.ts). */
 export interface DeliveryOptions {
   target: Target;
-  /** Root of the server's process tree, for /proc accounting (null: no server figures). */
-  serverPid: number | null;
+  /**
+   * Root of the server's process tree, or the roots of several trees serving one chat (each
+   * tree's primary: main.ts --redis), for /proc accounting (null: no server figures).
+   */
+  serverPid: Roots | null;
+  /** Redis's pid when it runs on this machine (--redis): its CPU is reported apart. */
+  redisPid?: number | null;
   /** --size: the lobby's published JSON size in bytes; rooms carry the same text (message.ts). */
   size: number;
   mode: 'fixed' | 'ramp';
@@ -101,6 +106,8 @@ export interface StepResult {
   drain_s: number;
   cpu: CpuWindow;
   server_cpu_us_per_delivery: number | null;
+  /** Redis's CPU per delivery, apart from the server's (null: no Redis, or not measured). */
+  redis_cpu_us_per_delivery: number | null;
   loadgen_cpu_us_per_delivery: number | null;
   /** Busy fraction of each load generator event loop: main, then each receiving thread. */
   loop_busy: { main: number; subscribers: number[] };
@@ -322,7 +329,7 @@ class StepRunner {
     const mainLoop0 = performance.eventLoopUtilization();
     const subLoops0 = this.setup.threads.map((w) => w.worker.performance.eventLoopUtilization());
     const log0 = (await o.logCounters?.()) ?? null; // read before the window opens: not in its CPU
-    const cpu0 = cpuSnapshot(o.serverPid);
+    const cpu0 = cpuSnapshot(o.serverPid, o.redisPid ?? null);
 
     const paced = await this.pace(step, rate, seconds);
     const expected = paced.expected;
@@ -336,7 +343,7 @@ class StepRunner {
       await sleep(25);
     }
     const drainS = (performance.now() - drainStart) / 1000;
-    const cpu = cpuWindow(cpu0, cpuSnapshot(o.serverPid));
+    const cpu = cpuWindow(cpu0, cpuSnapshot(o.serverPid, o.redisPid ?? null));
     const mainBusy = performance.eventLoopUtilization(mainLoop0).utilization;
     const subBusy = this.setup.threads.map((w, i) => w.worker.performance.eventLoopUtilization(subLoops0[i]).utilization);
     const log1 = log0 === null ? null : await o.logCounters!();
@@ -369,6 +376,7 @@ class StepRunner {
       drain_s: round(drainS),
       cpu,
       server_cpu_us_per_delivery: cpu.server_cpu_s === null || !received ? null : round((cpu.server_cpu_s * 1e6) / received, 2),
+      redis_cpu_us_per_delivery: cpu.redis_cpu_s === null || !received ? null : round((cpu.redis_cpu_s * 1e6) / received, 2),
       loadgen_cpu_us_per_delivery: received ? round((cpu.loadgen_cpu_s * 1e6) / received, 2) : null,
       loop_busy: { main: round(mainBusy, 2), subscribers: subBusy.map((x) => round(x, 2)) },
       log: log0 === null || log1 === null ? null : stepLog(log0, log1, cpu.wall_s),
@@ -436,26 +444,6 @@ function stepLog(before: LogCounters, after: LogCounters, wallS: number): StepLo
   const flushes = after.flushes - before.flushes;
   const bytes = after.bytes - before.bytes;
   return { flushes, bytes, records: after.records - before.records, flushes_per_s: Math.round(flushes / wallS), bytes_per_s: Math.round(bytes / wallS) };
-}
-
-export function emptyOpen(): Omit<OpenResult, 'clients'> {
-  return { ready: 0, failed: 0, errors: {}, elapsed_s: 0, handshakes_per_s: 0, handshake_latency: new Histogram().summary(), greeting: null };
-}
-
-/** Connection results of several threads as one (the threads opened in parallel). */
-export function mergeOpenResults(parts: Omit<OpenResult, 'clients'>[]): Omit<OpenResult, 'clients'> {
-  const merged = emptyOpen();
-  for (const part of parts) {
-    merged.ready += part.ready;
-    merged.failed += part.failed;
-    for (const [k, v] of Object.entries(part.errors)) merged.errors[k] = (merged.errors[k] ?? 0) + v;
-    merged.elapsed_s = Math.max(merged.elapsed_s, part.elapsed_s);
-    merged.greeting ??= part.greeting;
-  }
-  merged.handshakes_per_s = merged.elapsed_s ? Math.round(merged.ready / merged.elapsed_s) : 0;
-  // Percentiles do not add up across threads; keep the slowest thread's, which bounds the rest.
-  merged.handshake_latency = parts.reduce((worst, p) => ((p.handshake_latency.p99_ms ?? 0) > (worst.p99_ms ?? 0) ? p.handshake_latency : worst), merged.handshake_latency);
-  return merged;
 }
 
 /** Failures of two groups of connections (receivers and publishers), summed by cause. */

@@ -3,9 +3,14 @@
 // well). This file opens the connections: the subscribers in their threads, the publishers here;
 // deliveries.ts paces, counts and judges (the ramp, the fixed run, the figures), as it does for the
 // rooms scenario (rooms.ts).
-import { openMany, sourceAddresses, type BenchSocket } from './client.js';
+//
+// Several server trees can serve one lobby when they share Redis (CHAT_REDIS_URL: main.ts
+// --redis). Given their addresses, the scenario splits the subscribers and the publishers evenly
+// over the trees; a message sent to one tree must then reach every connection of every tree, so
+// what is measured includes the trip through Redis and back into each tree.
+import { emptyOpen, mergeOpenResults, openAcross, sourceAddresses, type BenchSocket, type Target } from './client.js';
 import {
-  emptyOpen, measureDeliveries, mergeOpenResults, openErrors, sleep, startThreads,
+  measureDeliveries, openErrors, sleep, startThreads,
   type DeliveryOptions, type DeliveryResult, type MessageSource, type ReceiverThread,
 } from './deliveries.js';
 import { DeliveryCounter, MessageTemplate, newRunId } from './message.js';
@@ -14,21 +19,29 @@ import { ULIMIT_HINT, openFilesLimit } from './proc.js';
 export interface FanoutOptions extends DeliveryOptions {
   subs: number;
   pubs: number;
+  /**
+   * Other server trees of the same chat, beside `target` (serverPid then lists every tree's
+   * primary). Subscribers and publishers are split evenly over all the trees, `target` first.
+   */
+  otherTargets?: Target[];
 }
 
 export interface FanoutResult extends DeliveryResult {
   scenario: 'fanout';
   subs: number;
   pubs: number;
+  /** Server trees the connections were split over (1: one server). */
+  trees: number;
 }
 
 export async function runFanout(o: FanoutOptions): Promise<FanoutResult> {
   const runId = newRunId();
+  const targets = [o.target, ...(o.otherTargets ?? [])];
   const recipientsWanted = o.subs + o.pubs;
   const localAddresses = sourceAddresses(o.target.host, recipientsWanted);
   const threads = Math.max(1, Math.min(o.threads, o.subs));
   const result: FanoutResult = {
-    scenario: 'fanout', subs: o.subs, pubs: o.pubs, size: o.size, threads, run_id: runId,
+    scenario: 'fanout', subs: o.subs, pubs: o.pubs, trees: targets.length, size: o.size, threads, run_id: runId,
     connect: { subscribers: emptyOpen(), publishers: emptyOpen() },
     recipients: 0, steps: [], ramp: null, fixed: null,
     out_of_order: 0, foreign_texts: 0, close_codes: {}, error: null,
@@ -42,9 +55,10 @@ export async function runFanout(o: FanoutOptions): Promise<FanoutResult> {
   }
 
   // ---- connect: subscribers in their threads, then publishers here ----
-  o.log(`fan-out: opening ${o.subs} subscribers in ${threads} thread(s)${localAddresses ? ` from ${localAddresses.join(', ')}` : ''}`);
+  const where = targets.length > 1 ? ` over ${targets.length} server trees` : '';
+  o.log(`fan-out: opening ${o.subs} subscribers${where} in ${threads} thread(s)${localAddresses ? ` from ${localAddresses.join(', ')}` : ''}`);
   const workers: ReceiverThread[] = startThreads(o.subs, threads, (_first, count) => ({
-    target: o.target, count, localAddresses, concurrency: Math.ceil(o.concurrency / threads),
+    targets, count, localAddresses, concurrency: Math.ceil(o.concurrency / threads),
     timeoutMs: o.connectTimeoutS * 1000, runId, size: o.size, pubs: o.pubs, framing: 'lobby', tokens: null,
   }));
   const mainCounter = new DeliveryCounter(runId, o.size, o.pubs, o.pubs);
@@ -52,8 +66,8 @@ export async function runFanout(o: FanoutOptions): Promise<FanoutResult> {
   try {
     const opened = await Promise.all(workers.map((w) => w.opened));
     result.connect.subscribers = mergeOpenResults(opened.map((x) => x.result));
-    const pubResult = await openMany({
-      target: o.target, count: o.pubs, localAddresses, concurrency: o.pubs, timeoutMs: o.connectTimeoutS * 1000,
+    const pubResult = await openAcross(targets, {
+      count: o.pubs, localAddresses, concurrency: o.pubs, timeoutMs: o.connectTimeoutS * 1000,
       onText: (client, payload) => { mainCounter.onText(client.index, payload, client.receivedAtUs); },
       onClose: (client, error) => mainCounter.onClose(client.closeCode, error),
     });

@@ -10,7 +10,8 @@
 //   fanout   the lobby's broadcast: deliveries per second, delivery ratio, latency, server CPU per
 //            delivery; a ramp to the highest rate delivered completely, then a fixed rate (fanout.ts);
 //            by default twice, with the message log on and off (memory only), side by side, with
-//            the log's flushes and bytes per second read from the server's /metrics (server-log.ts)
+//            the log's flushes and bytes per second read from the server's /metrics (server-log.ts);
+//            with --redis URL, also on two server trees sharing that Redis, and on one
 //   rooms    the same figures for rooms: R rooms × M members, P publishers sending new_message
 //            (rooms.ts); both run on the same measuring machinery (deliveries.ts)
 //
@@ -37,7 +38,9 @@ import { num, table } from './report.js';
 import { BENCH_RATE, roomsServerEnv, runRooms, type RoomsResult } from './rooms.js';
 import { startServer, type ServerHandle } from './server-process.js';
 import { readLogCounters } from './server-log.js';
+import { checkRedisUrl, describeRedis, flushRedis, type RedisInfo } from './redis-target.js';
 import { checkSecret } from '../jwt.js';
+import { describeRedisUrl, type RedisUrl } from '../redis/url.js';
 
 const USAGE = `Usage: npm run bench -- [options]      (or: node dist/bench/main.js [options])
 
@@ -61,7 +64,17 @@ Lobby fan-out (C subscribers, P publishers on /chat; every message reaches every
                         or on,off (default): both, side by side, each on its own fresh servers,
                         the two alternating (on, off, then off, on...) so that noise hits both;
                         the fixed runs of a repeat share one rate (half the lower ramp best)
-  --repeats N           runs of each --log mode (default 1); the summary gives their medians
+  --repeats N           runs of each side (--log modes, --redis runs; default 1), alternating;
+                        the summary gives their medians
+  --redis URL           also run the fan-out on servers sharing Redis (CHAT_REDIS_URL=URL): on TWO
+                        server trees (--workers W each; subscribers split over them, publishers on
+                        both: --pubs at least 2), and on ONE tree, beside the --log runs (with
+                        --redis, --log defaults to on; --log none: the Redis runs only). The URL's
+                        database is EMPTIED (FLUSHDB) before every run: give the benchmark a Redis,
+                        or a db number, of its own, e.g. one started with
+                          redis-server --port 6390 --save '' --appendonly yes --appendfsync always
+                        Redis's CPU is reported apart from the servers' when it runs on this
+                        machine (from /proc, its pid from INFO server); otherwise: not measured
 
 Rooms (R rooms of M members; P publishers, each a member of R/P rooms, send new_message;
 every message reaches its room's M members, the publisher's own copy being its answer):
@@ -111,7 +124,10 @@ interface Options {
   quick: boolean;
   subs: number[];
   pubs: number;
-  logModes: LogMode[];
+  /** The fan-out's sides, in order: --log modes, the --redis runs, or the --url server as is. */
+  setups: Setup[];
+  /** --redis: the URL as given (the servers' CHAT_REDIS_URL) and parsed (the benchmark's own client). */
+  redis: { text: string; url: RedisUrl } | null;
   repeats: number;
   rooms: number;
   members: number;
@@ -141,8 +157,20 @@ interface Options {
 
 class UsageError extends Error {}
 
-/** The message log on the server under test (on: a fresh data dir; off: memory only), or as it is (--url). */
-type LogMode = 'on' | 'off' | 'as is';
+/**
+ * One side of the fan-out comparison: where the chat keeps its log, and how many server trees
+ * serve it. on: the local message log (a fresh data dir per server); off: memory only (an empty
+ * CHAT_DATA_DIR); as is: the --url server; redis: CHAT_REDIS_URL=--redis, `trees` trees sharing it.
+ */
+interface Setup {
+  name: string;
+  log: 'on' | 'off' | 'as is' | 'redis';
+  trees: number;
+}
+
+const LOG_SETUPS: Record<'on' | 'off', Setup> = { on: { name: 'log on', log: 'on', trees: 1 }, off: { name: 'log off', log: 'off', trees: 1 } };
+/** --redis: two trees, the point of sharing Redis, then one tree on the same Redis. */
+const REDIS_SETUPS: Setup[] = [{ name: 'redis, 2 trees', log: 'redis', trees: 2 }, { name: 'redis, 1 tree', log: 'redis', trees: 1 }];
 
 const SCENARIOS = ['codec', 'stages', 'handshakes', 'http', 'idle', 'fanout', 'rooms'];
 
@@ -162,7 +190,7 @@ function parseOptions(argv: string[]): Options | 'help' {
       allowPositionals: false,
       options: {
         only: string, workers: string, url: string, 'server-pid': string, quick: { type: 'boolean' },
-        subs: string, pubs: string, log: string, repeats: string, rooms: string, members: string, publishers: string, size: string, mode: string, rate: string, duration: string, step: string,
+        subs: string, pubs: string, log: string, repeats: string, redis: string, rooms: string, members: string, publishers: string, size: string, mode: string, rate: string, duration: string, step: string,
         'ramp-start': string, 'ramp-factor': string, 'max-steps': string, 'max-p99': string, drain: string,
         threads: string, 'idle-conns': string, concurrency: string, 'http-conns': string,
         'http-duration': string, 'codec-time': string, json: string, help: { type: 'boolean' },
@@ -211,9 +239,20 @@ function parseOptions(argv: string[]): Options | 'help' {
   }
   const logRaw = text('log');
   if (logRaw !== undefined && url !== null) throw new UsageError('--log goes without --url (the benchmark can only choose the log of a server it starts)');
-  const logModes = (logRaw ?? 'on,off').split(',').map((s) => s.trim());
-  if (logModes.length === 0 || logModes.some((m) => m !== 'on' && m !== 'off') || new Set(logModes).size !== logModes.length) {
-    throw new UsageError(`--log must be on, off, on,off or off,on, got "${logRaw}"`);
+  const redisRaw = text('redis');
+  let redis: Options['redis'] = null;
+  if (redisRaw !== undefined) {
+    if (url !== null) throw new UsageError('--redis goes without --url (the benchmark starts the server trees that share Redis)');
+    try {
+      redis = { text: redisRaw.trim(), url: checkRedisUrl(redisRaw) };
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  }
+  // With --redis the point is Redis beside the usual one-tree server: the local log alone by default.
+  const logModes = logRaw?.trim() === 'none' && redis !== null ? [] : (logRaw ?? (redis === null ? 'on,off' : 'on')).split(',').map((s) => s.trim());
+  if (logModes.some((m) => m !== 'on' && m !== 'off') || new Set(logModes).size !== logModes.length) {
+    throw new UsageError(`--log must be on, off, on,off or off,on${redis === null ? '' : ', or none (with --redis)'}, got "${logRaw}"`);
   }
   if (text('server-pid') !== undefined && url === null) throw new UsageError('--server-pid goes with --url (a server started by the benchmark is measured anyway)');
   const idleConns = list('idle-conns', profile.idleConns, 1, 1_000_000);
@@ -222,6 +261,8 @@ function parseOptions(argv: string[]): Options | 'help' {
   // The settings' bound on CHAT_MAX_ROOM_MEMBERS (config.ts).
   const members = number('members', profile.members, 2, 100_000);
   const publishers = number('publishers', Math.min(rooms, MAX_PUBLISHERS), 1, Math.min(rooms, MAX_PUBLISHERS));
+  const pubs = number('pubs', 2, 1, MAX_PUBLISHERS);
+  if (redis !== null && pubs < 2) throw new UsageError('--redis needs --pubs 2 or more: a publisher on each of the two trees');
 
   return {
     only,
@@ -230,8 +271,10 @@ function parseOptions(argv: string[]): Options | 'help' {
     serverPid: text('server-pid') === undefined ? null : number('server-pid', 0, 1, 2 ** 31),
     quick: Boolean(values['quick']),
     subs: list('subs', profile.subs, 1, 1_000_000),
-    pubs: number('pubs', 2, 1, MAX_PUBLISHERS),
-    logModes: url === null ? (logModes as LogMode[]) : ['as is'],
+    pubs,
+    setups: url !== null ? [{ name: 'as is', log: 'as is', trees: 1 }]
+      : [...(redis === null ? [] : REDIS_SETUPS), ...logModes.map((m) => LOG_SETUPS[m as 'on' | 'off'])],
+    redis,
     repeats: number('repeats', 1, 1, 20),
     rooms,
     members,
@@ -269,7 +312,8 @@ const print = (text = ''): void => {
   process.stdout.write(`${text}\n`);
 };
 
-let currentServer: ServerHandle | null = null;
+/** The servers running now (every tree of a --redis run), for Ctrl-C to stop. */
+let currentServers: ServerHandle[] = [];
 
 interface ServerInfo {
   target: { host: string; port: number };
@@ -292,17 +336,29 @@ async function withServer<T>(o: Options, extraArgs: string[], body: (server: Ser
     };
     return { value: await body(server), server };
   }
-  const handle = await startServer(o.workers, extraArgs, env);
-  currentServer = handle;
-  const server: ServerInfo = { target: { host: handle.host, port: handle.port }, pid: handle.pid, logLines: handle.logLines, exitedWith: null };
+  const { value, servers } = await withTrees(o, 1, extraArgs, (servers) => body(servers[0]!), env);
+  return { value, server: servers[0]! };
+}
+
+/**
+ * Runs `body` against `trees` fresh servers, each a `node dist/main.js --workers W` tree of its
+ * own (several serve one chat only when `env` names a shared Redis), and stops them all
+ * afterwards. They start one after the other: the first to reach Redis stores the chat's settings
+ * there (src/shared-chat.ts), and the others check theirs against it.
+ */
+async function withTrees<T>(o: Options, trees: number, extraArgs: string[], body: (servers: ServerInfo[]) => Promise<T>, env: Record<string, string>): Promise<{ value: T; servers: ServerInfo[] }> {
+  const handles: ServerHandle[] = [];
+  currentServers = handles;
   try {
+    for (let i = 0; i < trees; i++) handles.push(await startServer(o.workers, extraArgs, env));
+    const servers: ServerInfo[] = handles.map((handle) => ({ target: { host: handle.host, port: handle.port }, pid: handle.pid, logLines: handle.logLines, exitedWith: null }));
     await new Promise((resolve) => setTimeout(resolve, 300)); // workers finish starting
-    const value = await body(server);
-    server.exitedWith = handle.exitedWith;
-    return { value, server };
+    const value = await body(servers);
+    servers.forEach((server, i) => { server.exitedWith = handles[i]!.exitedWith; });
+    return { value, servers };
   } finally {
-    await handle.stop();
-    currentServer = null;
+    await Promise.all(handles.map((handle) => handle.stop()));
+    currentServers = [];
   }
 }
 
@@ -340,7 +396,7 @@ function checkLoadgen(scenario: string, where: string, loops: { main: number; su
   notes.busiestLoop = Math.max(notes.busiestLoop, busiest);
   // Every core busy: the server and the load generator competed for the CPU.
   const cores = os.availableParallelism();
-  const used = (cpu.server_cores ?? 0) + cpu.loadgen_cores + (cpu.other_cores ?? 0);
+  const used = (cpu.server_cores ?? 0) + (cpu.redis_cores ?? 0) + cpu.loadgen_cores + (cpu.other_cores ?? 0);
   if (cpu.server_cores !== null && used > SATURATED * cores) notes.allCoresBusy.push(where);
   // (Without the server's pid, its CPU lands in "other": no noise verdict then.)
   if (cpu.server_cores !== null && cpu.other_cores !== null) notes.otherMax = Math.max(notes.otherMax, cpu.other_cores);
@@ -429,11 +485,13 @@ function printIdle(r: IdleResult, serverArgs: string[]): void {
   if (r.hint) print(`  ! ${r.hint}`);
 }
 
-function stepRow(s: StepResult): (string | number | null)[] {
+/** A step's row; with `redis`, Redis's cores and CPU per delivery after the server's. */
+function stepRow(s: StepResult, redis: boolean): (string | number | null)[] {
   return [
     s.step, s.kind, num(s.offered_msgs_per_s, 1), s.deliveries_per_s, num(s.delivery_ratio, 4),
     num(s.latency.p50_ms, 1), num(s.latency.p99_ms, 1), num(s.latency.max_ms, 1),
     num(s.cpu.server_cores, 2), num(s.server_cpu_us_per_delivery, 2),
+    ...(redis ? [num(s.cpu.redis_cores, 2), num(s.redis_cpu_us_per_delivery, 2)] : []),
     s.log ? num(s.log.flushes_per_s) : '-', s.log ? num(s.log.bytes_per_s / 1000, 1) : '-',
     num(s.cpu.loadgen_cores, 2), [s.loop_busy.main, ...s.loop_busy.subscribers].map((x) => `${Math.round(x * 100)}%`).join('/'),
     s.passed ? 'pass' : 'FAIL',
@@ -467,7 +525,8 @@ function combineErrorAnswers(parts: RoomsResult[]): Record<string, number> {
 function deliveryTitle(r: FanoutResult | RoomsResult, label: string): string {
   const receivers = r.connect.subscribers;
   if (r.scenario === 'fanout') {
-    return `Fan-out (lobby${label}): ${r.subs} subscribers + ${r.pubs} publishers (${r.recipients} recipients), ${r.size} B messages, ` +
+    const trees = r.trees > 1 ? `, split over ${r.trees} server trees` : '';
+    return `Fan-out (lobby${label}): ${r.subs} subscribers + ${r.pubs} publishers (${r.recipients} recipients${trees}), ${r.size} B messages, ` +
       `${r.threads} subscriber thread(s); connected in ${num(receivers.elapsed_s, 2)} s (${num(receivers.handshakes_per_s)}/s)`;
   }
   return `Rooms: ${num(r.rooms)} rooms × ${r.members} members (${num(r.connections)} connections), ${r.publishers} publisher(s) sending new_message ` +
@@ -482,10 +541,12 @@ function printDeliveries(r: FanoutResult | RoomsResult, o: Options, label = ''):
     if (r.error) print(`  ! ${r.error}`);
     return;
   }
+  const redis = r.steps.some((s) => s.cpu.redis_cpu_s !== null);
   print(table(
     deliveryTitle(r, label),
-    ['step', 'kind', 'offered msg/s', 'deliveries/s', 'ratio', 'p50 ms', 'p99 ms', 'max ms', 'server cores', 'server µs/delivery', 'log flushes/s', 'log KB/s', 'loadgen cores', 'loops busy main/subs', 'result'],
-    r.steps.map(stepRow),
+    ['step', 'kind', 'offered msg/s', 'deliveries/s', 'ratio', 'p50 ms', 'p99 ms', 'max ms', 'server cores', 'server µs/delivery',
+      ...(redis ? ['Redis cores', 'Redis µs/delivery'] : []), 'log flushes/s', 'log KB/s', 'loadgen cores', 'loops busy main/subs', 'result'],
+    r.steps.map((s) => stepRow(s, redis)),
   ));
   if (r.scenario === 'rooms' && o.url === null) {
     print(`  Rate limit raised for the benchmark (CHAT_RATE_PER_SECOND = CHAT_RATE_BURST = ${BENCH_RATE} per connection): these figures are throughput, not the limiter.`);
@@ -564,65 +625,98 @@ async function runDeliveryScenario<R extends FanoutResult | RoomsResult>(
   }
 }
 
-// ---- the lobby's fan-out, with the message log on and off ---------------------------------------
+// ---- the lobby's fan-out: the message log on and off, Redis with two trees and one --------------
 
-/** One run of the fan-out (a ramp, then a fixed run; each on a fresh server) with the log on or off. */
+/** One run of the fan-out (a ramp, then a fixed run; each on fresh servers) on one setup. */
 interface FanoutRun {
-  log: LogMode;
+  setup: Setup;
   repeat: number;
   result: FanoutResult;
   serverLog: string[];
+  /** Redis: the keys FLUSHDB removed before each part's trees started (the ramp's, the fixed run's). */
+  redisFlushed: number[] | null;
 }
 
-/** The environment of a fresh server for `mode`: on is the default (a fresh data dir: server-process.ts). */
-const logEnv = (mode: LogMode): Record<string, string> => (mode === 'off' ? { CHAT_DATA_DIR: '' } : {});
-const logLabel = (mode: LogMode, repeat: number, o: Options): string =>
-  (mode === 'as is' ? '' : `, log ${mode}`) + (o.repeats > 1 ? `, repeat ${repeat}` : '');
+/**
+ * The environment of fresh servers for `setup`. Log on is the default (a fresh data dir:
+ * server-process.ts); with Redis, CHAT_DATA_DIR is unused, and empty so that no directory is made.
+ */
+function setupEnv(setup: Setup, o: Options): Record<string, string> {
+  if (setup.log === 'off') return { CHAT_DATA_DIR: '' };
+  if (setup.log === 'redis') return { CHAT_REDIS_URL: o.redis!.text, CHAT_DATA_DIR: '' };
+  return {};
+}
+const keysText = (keys: number): string => `${num(keys)} key${keys === 1 ? '' : 's'}`;
+const setupLabel = (setup: Setup, repeat: number, o: Options): string =>
+  (setup.log === 'as is' ? '' : `, ${setup.name}`) + (o.repeats > 1 ? `, repeat ${repeat}` : '');
 
 /**
- * The fan-out for each --log mode and --repeats times, alternating the modes (on, off, then off,
- * on...) so that a noisy minute on the machine does not fall on one side only. In each repeat the
- * ramps run first, then the fixed runs, all at one rate (--rate, or half the lower of the ramps'
- * bests), so that their CPU per delivery and latency compare at the same load.
+ * The fan-out on each setup (--log modes, --redis's two trees and one) and --repeats times,
+ * alternating their order (A, B, then B, A...) so that a noisy minute on the machine does not
+ * fall on one side only. In each repeat the ramps run first, then the fixed runs, all at one rate
+ * (--rate, or half the lowest of the ramps' bests), so that their CPU per delivery and latency
+ * compare at the same load. A Redis run's database is emptied before its trees start (see
+ * redis-target.ts), the ramp's and the fixed run's alike.
  */
-async function runFanoutComparison(o: Options, subs: number): Promise<{ report: unknown; ok: boolean }> {
+async function runFanoutComparison(o: Options, subs: number, redis: RedisInfo | null): Promise<{ report: unknown; ok: boolean }> {
   const scenario = `fan-out ${subs} subscribers`;
   const runs: FanoutRun[] = [];
   try {
     for (let repeat = 1; repeat <= o.repeats; repeat++) {
-      const order = repeat % 2 === 1 ? o.logModes : [...o.logModes].reverse();
-      const parts = new Map<LogMode, FanoutResult[]>(order.map((mode) => [mode, []]));
-      const serverLogs = new Map<LogMode, string[]>(order.map((mode) => [mode, []]));
-      const runPart = async (mode: LogMode, kind: 'ramp' | 'fixed', rate: number | null, firstStep: number): Promise<void> => {
-        log(`${scenario}${logLabel(mode, repeat, o)}: ${kind}`);
-        const { value, server } = await withServer(o, [], (server) => runFanout({
-          target: chatTarget(server), serverPid: server.pid, size: o.size, mode: kind, rate, firstStep,
+      const order = repeat % 2 === 1 ? o.setups : [...o.setups].reverse();
+      const parts = new Map<Setup, FanoutResult[]>(order.map((setup) => [setup, []]));
+      const serverLogs = new Map<Setup, string[]>(order.map((setup) => [setup, []]));
+      const flushed = new Map<Setup, number[]>(order.map((setup) => [setup, []]));
+      const runPart = async (setup: Setup, kind: 'ramp' | 'fixed', rate: number | null, firstStep: number): Promise<void> => {
+        const where = `${scenario}${setupLabel(setup, repeat, o)}`;
+        if (setup.log === 'redis') {
+          const keys = await flushRedis(o.redis!.url);
+          flushed.get(setup)!.push(keys);
+          log(`${where}: emptied ${redis!.where} (FLUSHDB; it held ${keysText(keys)})`);
+        }
+        log(`${where}: ${kind}`);
+        const body = (servers: ServerInfo[]): Promise<FanoutResult> => runFanout({
+          target: chatTarget(servers[0]!), otherTargets: servers.slice(1).map(chatTarget),
+          // Every tree's primary and workers: CPU per delivery is what the whole chat spent.
+          serverPid: servers.length === 1 ? servers[0]!.pid : servers.map((server) => server.pid!),
+          redisPid: setup.log === 'redis' ? redis!.pid : null,
+          size: o.size, mode: kind, rate, firstStep,
           durationS: o.durationS, rampStart: o.rampStart, rampFactor: o.rampFactor, stepS: o.stepS,
           maxSteps: o.maxSteps, drainS: o.drainS, maxP99Ms: o.maxP99Ms, minRatio: 0.999, threads: o.threads,
           concurrency: o.concurrency, connectTimeoutS: 60, log,
-          logCounters: () => readLogCounters(server.target.host, server.target.port),
+          // With Redis there is no local log to read counters from.
+          ...(setup.log === 'redis' ? {} : { logCounters: () => readLogCounters(servers[0]!.target.host, servers[0]!.target.port) }),
           subs, pubs: o.pubs,
-        }), logEnv(mode));
-        parts.get(mode)!.push(value);
-        serverLogs.get(mode)!.push(...server.logLines);
-        serverNotes(`${scenario}${logLabel(mode, repeat, o)} (${kind})`, server);
+        });
+        const { value, servers } = o.url !== null
+          ? await withServer(o, [], (server) => body([server])).then(({ value, server }) => ({ value, servers: [server] }))
+          : await withTrees(o, setup.trees, [], body, setupEnv(setup, o));
+        parts.get(setup)!.push(value);
+        servers.forEach((server, i) => {
+          serverLogs.get(setup)!.push(...server.logLines);
+          serverNotes(`${where} (${kind}${servers.length > 1 ? `, tree ${i + 1}` : ''})`, server);
+        });
       };
-      if (o.mode !== 'fixed') for (const mode of order) await runPart(mode, 'ramp', null, 1);
+      if (o.mode !== 'fixed') for (const setup of order) await runPart(setup, 'ramp', null, 1);
       if (o.mode !== 'ramp') {
-        // One rate for every mode: half the lowest ramp best (or first rate, if no step passed).
-        const bases = order.map((mode) => {
-          const ramp = parts.get(mode)![0];
+        // One rate for every setup: half the lowest ramp best (or first rate, if no step passed).
+        const bases = order.map((setup) => {
+          const ramp = parts.get(setup)![0];
           return ramp?.ramp?.best?.offered_msgs_per_s ?? ramp?.steps[0]?.offered_msgs_per_s;
         }).filter((x): x is number => x !== undefined);
         const rate = o.rate ?? (bases.length > 0 ? Math.max(0.1, Math.round(Math.min(...bases) * 5) / 10) : null);
-        for (const mode of order) await runPart(mode, 'fixed', rate, (parts.get(mode)![0]?.steps.length ?? 0) + 1);
+        for (const setup of order) await runPart(setup, 'fixed', rate, (parts.get(setup)![0]?.steps.length ?? 0) + 1);
       }
-      for (const mode of o.logModes) {
-        const result = combineRuns(parts.get(mode)!);
-        runs.push({ log: mode, repeat, result, serverLog: serverLogs.get(mode)! });
-        printDeliveries(result, o, logLabel(mode, repeat, o));
+      for (const setup of o.setups) {
+        const result = combineRuns(parts.get(setup)!);
+        const redisFlushed = setup.log === 'redis' ? flushed.get(setup)! : null;
+        runs.push({ setup, repeat, result, serverLog: serverLogs.get(setup)!, redisFlushed });
+        printDeliveries(result, o, setupLabel(setup, repeat, o));
+        if (redisFlushed !== null) {
+          print(`  Redis's database was emptied (FLUSHDB) before the trees of each part started: ${redisFlushed.map(keysText).join(', then ')} removed.`);
+        }
         print();
-        const where = `${scenario}${logLabel(mode, repeat, o)}`;
+        const where = `${scenario}${setupLabel(setup, repeat, o)}`;
         for (const step of [result.ramp?.best, result.ramp?.first_failure, result.fixed]) {
           if (step) checkLoadgen(scenario, `${where} step ${step.step}`, step.loop_busy, step.cpu);
         }
@@ -630,8 +724,17 @@ async function runFanoutComparison(o: Options, subs: number): Promise<{ report: 
       }
     }
     cpuWarnings(scenario);
-    const summary = printFanoutSummary(runs, o, subs);
-    return { report: { ...summary, runs: runs.map((run) => ({ log: run.log, repeat: run.repeat, ...run.result, server_log: run.serverLog })) }, ok: true };
+    const summary = printFanoutSummary(runs, o, subs, redis);
+    return {
+      report: {
+        ...summary,
+        runs: runs.map((run) => ({
+          setup: run.setup.name, log: run.setup.log, repeat: run.repeat, ...run.result,
+          redis_flushed_keys: run.redisFlushed, server_log: run.serverLog,
+        })),
+      },
+      ok: true,
+    };
   } catch (error) {
     print(`${scenario}: could not run: ${(error as Error).message}`);
     return { report: { error: (error as Error).message, runs }, ok: false };
@@ -653,11 +756,14 @@ function runFigures(r: FanoutResult): Record<string, number | null> {
     best_msgs_per_s: best?.offered_msgs_per_s ?? null,
     best_deliveries_per_s: best?.deliveries_per_s ?? null,
     best_us_per_delivery: best?.server_cpu_us_per_delivery ?? null,
+    best_redis_us_per_delivery: best?.redis_cpu_us_per_delivery ?? null,
     best_p99_ms: best?.latency.p99_ms ?? null,
     best_flushes_per_s: best?.log?.flushes_per_s ?? null,
     best_bytes_per_s: best?.log?.bytes_per_s ?? null,
     fixed_msgs_per_s: fixed?.offered_msgs_per_s ?? null,
+    fixed_deliveries_per_s: fixed?.deliveries_per_s ?? null,
     fixed_us_per_delivery: fixed?.server_cpu_us_per_delivery ?? null,
+    fixed_redis_us_per_delivery: fixed?.redis_cpu_us_per_delivery ?? null,
     fixed_p50_ms: fixed?.latency.p50_ms ?? null,
     fixed_p99_ms: fixed?.latency.p99_ms ?? null,
     fixed_flushes_per_s: fixed?.log?.flushes_per_s ?? null,
@@ -665,59 +771,90 @@ function runFigures(r: FanoutResult): Record<string, number | null> {
   };
 }
 
-/** The side-by-side table: every run, each mode's medians, and the ratio log on / log off. */
-function printFanoutSummary(runs: FanoutRun[], o: Options, subs: number): Record<string, unknown> {
-  const modes = o.logModes;
-  const medians = new Map(modes.map((mode) => {
-    const figures = runs.filter((run) => run.log === mode).map((run) => runFigures(run.result));
+/** The ratios the summary shows, when both sides ran: `a` / `b`, named `label`. */
+const RATIOS = [
+  { label: 'on / off', a: 'log on', b: 'log off' },
+  { label: '2 trees / 1 tree', a: 'redis, 2 trees', b: 'redis, 1 tree' },
+  { label: 'Redis / log on, 1 tree', a: 'redis, 1 tree', b: 'log on' },
+];
+
+/** The side-by-side table: every run, each setup's medians, and the ratios between setups. */
+function printFanoutSummary(runs: FanoutRun[], o: Options, subs: number, redis: RedisInfo | null): Record<string, unknown> {
+  const names = o.setups.map((setup) => setup.name);
+  const medians = new Map(names.map((name) => {
+    const figures = runs.filter((run) => run.setup.name === name).map((run) => runFigures(run.result));
     const keys = Object.keys(figures[0] ?? {});
-    return [mode, Object.fromEntries(keys.map((key) => [key, median(figures.map((f) => f[key]))]))] as const;
+    return [name, Object.fromEntries(keys.map((key) => [key, median(figures.map((f) => f[key]))]))] as const;
   }));
-  const row = (label: string, f: Record<string, number | null>): string[] => [
-    label, num(f['best_msgs_per_s'], 1), num(f['best_deliveries_per_s']), num(f['best_us_per_delivery'], 2), num(f['best_p99_ms'], 1),
-    num(f['fixed_msgs_per_s'], 1), num(f['fixed_us_per_delivery'], 2), num(f['fixed_p50_ms'], 2), num(f['fixed_p99_ms'], 1),
-    f['fixed_flushes_per_s'] === null ? '-' : num(f['fixed_flushes_per_s']),
-    f['fixed_bytes_per_s'] === null ? '-' : num(f['fixed_bytes_per_s']! / 1e6, 2),
-    f['best_flushes_per_s'] === null ? '-' : num(f['best_flushes_per_s']),
-    f['best_bytes_per_s'] === null ? '-' : num(f['best_bytes_per_s']! / 1e6, 2),
+  const withRedis = o.setups.some((setup) => setup.log === 'redis');
+  const withLog = o.setups.some((setup) => setup.log !== 'redis');
+  const dash = (value: number | null, text: string): string => (value === null ? '-' : text);
+  const row = (label: string, f: Record<string, number | null>, digits = { rate: 1, us: 2, p: 1, p50: 2 }): string[] => [
+    label, num(f['best_msgs_per_s'], digits.rate), num(f['best_deliveries_per_s'], digits.rate === 1 ? 0 : digits.rate), num(f['best_us_per_delivery'], digits.us),
+    ...(withRedis ? [dash(f['best_redis_us_per_delivery']!, num(f['best_redis_us_per_delivery'], digits.us))] : []),
+    num(f['best_p99_ms'], digits.p),
+    num(f['fixed_msgs_per_s'], digits.rate), num(f['fixed_us_per_delivery'], digits.us),
+    ...(withRedis ? [dash(f['fixed_redis_us_per_delivery']!, num(f['fixed_redis_us_per_delivery'], digits.us))] : []),
+    num(f['fixed_p50_ms'], digits.p50), num(f['fixed_p99_ms'], digits.p),
+    ...(withLog ? [
+      dash(f['fixed_flushes_per_s']!, num(f['fixed_flushes_per_s'])), dash(f['fixed_bytes_per_s']!, num(f['fixed_bytes_per_s']! / 1e6, 2)),
+      dash(f['best_flushes_per_s']!, num(f['best_flushes_per_s'])), dash(f['best_bytes_per_s']!, num(f['best_bytes_per_s']! / 1e6, 2)),
+    ] : []),
   ];
+  const ratioDigits = { rate: 3, us: 3, p: 2, p50: 2 };
   const rows = [
-    ...runs.map((run) => row(`log ${run.log}${o.repeats > 1 ? ` #${run.repeat}` : ''}`, runFigures(run.result))),
-    ...(o.repeats > 1 ? modes.map((mode) => row(`log ${mode} median`, medians.get(mode)!)) : []),
+    ...runs.map((run) => row(`${run.setup.name}${o.repeats > 1 ? ` #${run.repeat}` : ''}`, runFigures(run.result))),
+    ...(o.repeats > 1 ? names.map((name) => row(`${name} median`, medians.get(name)!)) : []),
   ];
-  const ratios: Record<string, number | null> = {};
-  if (medians.has('on') && medians.has('off')) {
-    const on = medians.get('on')!;
-    const off = medians.get('off')!;
-    for (const key of Object.keys(on)) ratios[key] = on[key] !== null && off[key] ? Math.round((on[key]! / off[key]!) * 1000) / 1000 : null;
-    rows.push(['on / off', num(ratios['best_msgs_per_s'], 3), num(ratios['best_deliveries_per_s'], 3), num(ratios['best_us_per_delivery'], 3),
-      num(ratios['best_p99_ms'], 2), num(ratios['fixed_msgs_per_s'], 3), num(ratios['fixed_us_per_delivery'], 3), num(ratios['fixed_p50_ms'], 2),
-      num(ratios['fixed_p99_ms'], 2), '', '', '', '']);
+  const ratios: Record<string, Record<string, number | null>> = {};
+  const LOG_KEYS = ['best_flushes_per_s', 'best_bytes_per_s', 'fixed_flushes_per_s', 'fixed_bytes_per_s'];
+  for (const { label, a, b } of RATIOS) {
+    if (!medians.has(a) || !medians.has(b)) continue;
+    const top = medians.get(a)!;
+    const bottom = medians.get(b)!;
+    const ratio: Record<string, number | null> = {};
+    for (const key of Object.keys(top)) {
+      ratio[key] = LOG_KEYS.includes(key) || top[key] === null || !bottom[key] ? null : Math.round((top[key]! / bottom[key]!) * 1000) / 1000;
+    }
     // The fixed runs of one repeat share a rate, which differs between repeats: each repeat's own
     // ratio, then their median, compares at one load (the medians above may mix loads).
     if (o.repeats > 1) {
-      const perRepeat = (key: string): number | null => median([...new Set(runs.map((run) => run.repeat))].map((repeat) => {
-        const on = runs.find((run) => run.repeat === repeat && run.log === 'on');
-        const off = runs.find((run) => run.repeat === repeat && run.log === 'off');
-        const a = on && runFigures(on.result)[key];
-        const b = off && runFigures(off.result)[key];
-        return typeof a === 'number' && typeof b === 'number' && b !== 0 ? a / b : null;
-      }));
-      for (const key of ['best_msgs_per_s', 'fixed_us_per_delivery', 'fixed_p50_ms', 'fixed_p99_ms']) ratios[`${key}_per_repeat_median`] = perRepeat(key);
-      rows.push(['on / off, median of repeats', num(ratios['best_msgs_per_s_per_repeat_median'], 3), '', '', '', '',
-        num(ratios['fixed_us_per_delivery_per_repeat_median'], 3), num(ratios['fixed_p50_ms_per_repeat_median'], 2),
-        num(ratios['fixed_p99_ms_per_repeat_median'], 2), '', '', '', '']);
+      for (const key of ['best_msgs_per_s', 'fixed_us_per_delivery', 'fixed_p50_ms', 'fixed_p99_ms']) {
+        ratio[`${key}_per_repeat_median`] = median([...new Set(runs.map((run) => run.repeat))].map((repeat) => {
+          const x = runs.find((run) => run.repeat === repeat && run.setup.name === a);
+          const y = runs.find((run) => run.repeat === repeat && run.setup.name === b);
+          const p = x && runFigures(x.result)[key];
+          const q = y && runFigures(y.result)[key];
+          return typeof p === 'number' && typeof q === 'number' && q !== 0 ? p / q : null;
+        }));
+      }
+    }
+    ratios[label] = ratio;
+    rows.push(row(label, ratio, ratioDigits).map((cell) => (cell === '-' ? '' : cell)));
+    if (o.repeats > 1) {
+      const perRepeat: Record<string, number | null> = Object.fromEntries(Object.keys(ratio).map((key) => [key, null]));
+      for (const key of ['best_msgs_per_s', 'fixed_us_per_delivery', 'fixed_p50_ms', 'fixed_p99_ms']) perRepeat[key] = ratio[`${key}_per_repeat_median`]!;
+      rows.push(row(`${label}, median of repeats`, perRepeat, ratioDigits).map((cell) => (cell === 'n/a' || cell === '-' ? '' : cell)));
     }
   }
+  const what = o.setups.length === 1 ? o.setups[0]!.name : o.setups.map((setup) => setup.name).join(' | ');
   print(table(
-    `Fan-out (lobby), the message log on and off: ${subs} subscribers + ${o.pubs} publishers, ${o.size} B messages, --workers ${o.workers}` +
-      `${o.repeats > 1 ? `, ${o.repeats} repeats alternating` : ''}; best = the ramp's highest rate delivered completely, fixed = a fixed run at one rate for all`,
-    ['run', 'best msg/s', 'best deliveries/s', 'best µs/delivery', 'best p99 ms', 'fixed msg/s', 'fixed µs/delivery', 'fixed p50 ms', 'fixed p99 ms',
-      'fixed flushes/s', 'fixed log MB/s', 'best flushes/s', 'best log MB/s'],
+    `Fan-out (lobby), side by side (${what}): ${subs} subscribers + ${o.pubs} publishers, ${o.size} B messages, --workers ${o.workers}` +
+      `${withRedis ? ' per tree' : ''}${o.repeats > 1 ? `, ${o.repeats} repeats alternating` : ''}; best = the ramp's highest rate delivered completely, fixed = a fixed run at one rate for all`,
+    ['run', 'best msg/s', 'best deliveries/s', 'best µs/delivery', ...(withRedis ? ['best Redis µs/delivery'] : []), 'best p99 ms',
+      'fixed msg/s', 'fixed µs/delivery', ...(withRedis ? ['fixed Redis µs/delivery'] : []), 'fixed p50 ms', 'fixed p99 ms',
+      ...(withLog ? ['fixed flushes/s', 'fixed log MB/s', 'best flushes/s', 'best log MB/s'] : [])],
     rows,
   ));
-  print('  µs/delivery = server CPU (all its processes) per message delivered to one connection; log MB/s = bytes the log made durable (10^6 B).');
-  return { medians: Object.fromEntries(medians), ratio_on_off: ratios };
+  print(`  µs/delivery = server CPU (all its processes${withRedis ? ': with Redis, the primary and workers of every tree' : ''}) per message delivered to one connection` +
+    `${withLog ? '; log MB/s = bytes the log made durable (10^6 B)' : ''}.`);
+  if (withRedis && redis !== null) {
+    print(`  Redis µs/delivery = Redis's own CPU per delivery, not included in µs/delivery: ${redis.pid === null ? redis.pidNote : `${redis.pidNote} (with any child it forks, such as an AOF rewrite)`}.`);
+    const persistence = redis.persistence ? `appendonly ${redis.persistence.appendonly}, appendfsync ${redis.persistence.appendfsync}` : 'persistence settings unknown (CONFIG GET refused)';
+    print(`  Redis: ${redis.where} (Redis ${redis.version ?? '?'}, ${persistence}); its database was emptied (FLUSHDB) before the trees of every Redis run started, ` +
+      'so no run received the history of another.');
+  }
+  return { medians: Object.fromEntries(medians), ratios };
 }
 
 async function main(): Promise<void> {
@@ -740,7 +877,8 @@ async function main(): Promise<void> {
   const report: Record<string, unknown> = {
     started_at: new Date().toISOString(),
     machine: m,
-    options: { ...o, only: [...o.only] },
+    // The Redis URL may hold a password: the report keeps it without.
+    options: { ...o, only: [...o.only], redis: o.redis === null ? null : describeRedisUrl(o.redis.url) },
     server: o.url ?? `node dist/main.js --workers ${o.workers} (a fresh server per scenario)`,
   };
   print(`Machine: ${m['cores']} cores, ${m['cpu_model']}, Node ${m['node']}, ${m['os']}, ${m['memory_gib']} GiB RAM, ` +
@@ -831,14 +969,35 @@ async function main(): Promise<void> {
   }
 
   if (o.only.has('fanout')) {
-    const results: unknown[] = [];
-    for (const subs of o.subs) {
-      const done = await runFanoutComparison(o, subs);
-      results.push(done.ok ? done.report : { subs, ...(done.report as object) });
-      failed ||= !done.ok;
-      print();
+    let redis: RedisInfo | null = null;
+    let problem: string | null = null;
+    if (o.redis !== null) {
+      try {
+        redis = await describeRedis(o.redis.url);
+        report['redis'] = redis;
+        const persistence = redis.persistence ? `appendonly ${redis.persistence.appendonly}, appendfsync ${redis.persistence.appendfsync}` : 'persistence unknown';
+        print(`Redis:   ${redis.where} (Redis ${redis.version ?? '?'}, ${persistence}), shared by the fan-out's Redis runs; its database is emptied ` +
+          `(FLUSHDB) before each; its CPU: ${redis.pidNote}`);
+        print();
+      } catch (error) {
+        problem = `Redis at ${describeRedisUrl(o.redis.url)}: ${(error as Error).message}`;
+      }
     }
-    report['fanout'] = results;
+    if (problem !== null) {
+      failed = true;
+      report['fanout'] = { error: problem };
+      print(`Fan-out: could not run: ${problem}`);
+      print();
+    } else {
+      const results: unknown[] = [];
+      for (const subs of o.subs) {
+        const done = await runFanoutComparison(o, subs, redis);
+        results.push(done.ok ? done.report : { subs, ...(done.report as object) });
+        failed ||= !done.ok;
+        print();
+      }
+      report['fanout'] = results;
+    }
   }
 
   if (o.only.has('rooms')) {
@@ -891,8 +1050,7 @@ async function main(): Promise<void> {
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
     log(`${signal}: stopping`);
-    const server = currentServer;
-    void (server ? server.stop() : Promise.resolve()).finally(() => process.exit(130));
+    void Promise.all(currentServers.map((server) => server.stop())).finally(() => process.exit(130));
   });
 }
 
@@ -903,7 +1061,7 @@ main().then(
   },
   async (error: unknown) => {
     process.stderr.write(`bench: ${(error as Error).stack ?? String(error)}\n`);
-    await currentServer?.stop();
+    await Promise.all(currentServers.map((server) => server.stop()));
     process.exit(1);
   },
 );

@@ -29,9 +29,9 @@
 // raised far above what the publishers offer (roomsServerEnv): the benchmark measures how much
 // the rooms deliver, not how the limiter refuses. Against --url, the server's own limits apply.
 import { randomBytes } from 'node:crypto';
-import { openMany, sourceAddresses, type BenchSocket } from './client.js';
+import { emptyOpen, mergeOpenResults, openMany, sourceAddresses, type BenchSocket } from './client.js';
 import {
-  emptyOpen, measureDeliveries, mergeOpenResults, openErrors, sleep, startThreads,
+  measureDeliveries, openErrors, sleep, startThreads,
   type DeliveryOptions, type DeliveryResult, type MessageSource, type ReceiverThread,
 } from './deliveries.js';
 import { DeliveryCounter, MessageTemplate, newRunId } from './message.js';
@@ -130,7 +130,7 @@ export async function runRooms(o: RoomsOptions): Promise<RoomsResult> {
   const workers: ReceiverThread[] = startThreads(listeners, threads, (first, count) => {
     firsts.push(first);
     return {
-      target: o.target, count, localAddresses, concurrency: Math.ceil(o.concurrency / threads),
+      targets: [o.target], count, localAddresses, concurrency: Math.ceil(o.concurrency / threads),
       timeoutMs: o.connectTimeoutS * 1000, runId, size: o.size, pubs: o.publishers, framing: 'rooms',
       tokens: Array.from({ length: count }, (_, i) => token(memberUser(first + i))),
     };

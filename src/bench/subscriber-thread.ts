@@ -13,18 +13,22 @@
 // its user's room messages to it (chat-protocol.md).
 //
 // The main thread talks to it with messages:
-//   workerData                     → which server, how many connections, the run's message format
-//                                    (and for rooms, each connection's token)
+//   workerData                     → which server(s), how many connections, the run's message
+//                                    format (and for rooms, each connection's token)
 //   ← { type: 'opened', opened }     when every connection is ready (signed in) or failed
 //   { type: 'report', id, step }  →  ← { type: 'report', id, report }   counts (and a histogram)
 //   { type: 'close', id }         →  ← { type: 'closed', id }           connections closed
 import { parentPort, workerData } from 'node:worker_threads';
-import { openMany, type BenchSocket, type OpenResult, type Target } from './client.js';
+import { openAcross, type BenchSocket, type OpenResult, type Target } from './client.js';
 import { DeliveryCounter, type Framing } from './message.js';
 import { countFailures, requestAll } from './rooms-setup.js';
 
 export interface SubscriberThreadData {
-  target: Target;
+  /**
+   * The server, or the server trees of one chat (main.ts --redis): the thread's connections are
+   * split evenly over them (openAcross), so every thread holds a share of each tree's.
+   */
+  targets: Target[];
   count: number;
   localAddresses: string[] | null;
   concurrency: number;
@@ -51,8 +55,7 @@ const port = parentPort!;
 const counter = new DeliveryCounter(data.runId, data.size, data.count, data.pubs, data.framing);
 let clients: BenchSocket[] = [];
 
-const result = await openMany({
-  target: data.target,
+const result = await openAcross(data.targets, {
   count: data.count,
   localAddresses: data.localAddresses,
   concurrency: data.concurrency,
