@@ -303,9 +303,14 @@ export class SharedLog {
           this.handlers!.fatal(`reading the shared log from Redis at ${this.where} failed: ${(error as Error).message}`);
           return;
         }
-        // The reader reconnects by itself (client.ts); read again, from the same id, once it has.
+        // The reader reconnects by itself (client.ts); read again, from the same id, once it has,
+        // and once the commands connection has too: checkReadable runs on it. Its commands are
+        // refused at once while it is down, so without this wait a reader that is back first
+        // would retry the check in a loop of microtasks that never yields to the event loop,
+        // starving the very reconnect it waits for (the primary hung at full CPU).
         lost = true;
         if (!this.reader.connected) await once(this.reader, 'connected').catch(() => {});
+        if (!this.commands.connected) await once(this.commands, 'connected').catch(() => {});
       }
     }
   }
