@@ -36,8 +36,9 @@
 //     is cut back to the *previous* snapshot's position (a Lua script does both atomically, and
 //     only if the snapshot is newer than the one stored). So Redis holds about two snapshot
 //     intervals of stream, and a tree that fell behind by less than one interval still finds
-//     every entry it needs. One that fell further (cut off from Redis while the others went on)
-//     finds chat:trimmed above its last id and must start again from the snapshot.
+//     every entry it needs. One that fell further (cut off from Redis, or stalled, while the
+//     others went on) finds chat:trimmed above its last id and must start again from the
+//     snapshot: the follower asks for chat:trimmed with every read, so it never reads past a cut.
 import { once } from 'node:events';
 import { RedisClient } from './client.js';
 import { RedisConnectionError } from './errors.js';
@@ -294,10 +295,24 @@ export class SharedLog {
           await this.checkReadable(this.lastId);
           this.handlers!.reconnected();
         }
-        const reply = await this.reader.command(
-          ['XREAD', 'COUNT', READ_COUNT, 'BLOCK', BLOCK_MS, 'STREAMS', LOG_KEY, PRESENCE_KEY, this.lastId, this.lastPresenceId],
-          { timeoutMs: BLOCK_MS + BLOCK_MARGIN_MS },
-        );
+        // The cut, asked just before the read on the same connection (one write: Redis runs the
+        // two back to back). A read from an id below the cut does not fail: it returns the
+        // entries after the cut, and this tree would apply them with a hole in its copy. That
+        // happens without any disconnect to a tree that stalled while the others went on (a
+        // SIGSTOP, a paused VM, a long pause of the event loop): the entries Redis had already
+        // sent it are whole, the next read is the one that skips.
+        const from = this.lastId;
+        const [trimmed, reply] = await Promise.all([
+          this.reader.command(['GET', TRIMMED_KEY]) as Promise<string | null>,
+          this.reader.command(
+            ['XREAD', 'COUNT', READ_COUNT, 'BLOCK', BLOCK_MS, 'STREAMS', LOG_KEY, PRESENCE_KEY, from, this.lastPresenceId],
+            { timeoutMs: BLOCK_MS + BLOCK_MARGIN_MS },
+          ),
+        ]);
+        if (trimmed !== null && compareStreamIds(from, trimmed) < 0) {
+          this.handlers!.fatal(trimmedPast(from, trimmed));
+          return;
+        }
         this.stats.reads++;
         this.take(reply);
       } catch (error) {
@@ -306,9 +321,14 @@ export class SharedLog {
           this.handlers!.fatal(`reading the shared log from Redis at ${this.where} failed: ${(error as Error).message}`);
           return;
         }
-        // The reader reconnects by itself (client.ts); read again, from the same id, once it has.
+        // The reader reconnects by itself (client.ts); read again, from the same id, once it has,
+        // and once the commands connection has too: checkReadable runs on it. Its commands are
+        // refused at once while it is down, so without this wait a reader that is back first
+        // would retry the check in a loop of microtasks that never yields to the event loop,
+        // starving the very reconnect it waits for (the primary hung at full CPU).
         lost = true;
         if (!this.reader.connected) await once(this.reader, 'connected').catch(() => {});
+        if (!this.commands.connected) await once(this.commands, 'connected').catch(() => {});
       }
     }
   }
@@ -373,13 +393,16 @@ export class SharedLog {
       this.commands.command(['GET', TRIMMED_KEY]) as Promise<string | null>,
       from === '0-0' ? Promise.resolve([]) : this.commands.command(['XRANGE', LOG_KEY, from, from]) as Promise<Array<[string, unknown]>>,
     ]);
-    if (trimmed !== null && compareStreamIds(from, trimmed) < 0) {
-      throw new SharedLogGapError(`this tree read the shared log up to ${from}, and Redis cut it back to ${trimmed} meanwhile (the tree was cut off for longer than a snapshot interval): restart it, and it starts from the snapshot`);
-    }
+    if (trimmed !== null && compareStreamIds(from, trimmed) < 0) throw new SharedLogGapError(trimmedPast(from, trimmed));
     if (from !== '0-0' && here.length === 0 && (trimmed === null || compareStreamIds(from, trimmed) >= 0)) {
       throw new SharedLogGapError(`Redis at ${this.where} no longer has entry ${from}, which this tree applied (did Redis restart without its append-only file, or lose its last second with appendfsync everysec?): restart this tree to serve what Redis has`);
     }
   }
+}
+
+/** Why a tree that read up to `from` cannot go on: Redis cut the stream back to `trimmed`, past it. */
+function trimmedPast(from: string, trimmed: string): string {
+  return `this tree read the shared log up to ${from}, and Redis cut it back to ${trimmed} meanwhile (the tree was cut off, or stalled, for longer than a snapshot interval): restart it, and it starts from the snapshot`;
 }
 
 /** See checkReadable: this tree cannot go on from where it is. */
