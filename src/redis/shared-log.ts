@@ -53,6 +53,8 @@ export const CONFIG_KEY = 'chat:config';
 
 /** Entries per read: a catch-up after an outage comes in slices of this many, one turn each. */
 const READ_COUNT = 1000;
+/** The pause before the follower retries after a refusal with both connections up (ms). */
+const RETRY_PAUSE_MS = 100;
 /** How long one blocking read waits for news before it is simply made again (ms). */
 const BLOCK_MS = 5000;
 /** A blocking read's reply must arrive within BLOCK_MS plus this, or the connection is presumed dead. */
@@ -329,6 +331,9 @@ export class SharedLog {
         lost = true;
         if (!this.reader.connected) await once(this.reader, 'connected').catch(() => {});
         if (!this.commands.connected) await once(this.commands, 'connected').catch(() => {});
+        // Both up, and yet refused (too many commands pending on the commands connection, say):
+        // a short pause, so that a retry cannot spin without ever yielding to the event loop.
+        else if (this.reader.connected) await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
       }
     }
   }
