@@ -19,11 +19,10 @@
 // The shared log's parts are tested on their own (redis-client.test.ts, redis-resp.test.ts); this
 // file checks that whole trees keep the promises of the protocol when they share one chat.
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { RedisClient } from '../src/redis/client.js';
 import { ChatClient, closeAll, type ChatMessage } from './helpers/chat-client.js';
-import { skipWithoutRedis, startRedisServer, type RunningRedis } from './helpers/redis-server.js';
+import { freePort, skipWithoutRedis, startRedisServer, type RunningRedis } from './helpers/redis-server.js';
 import { RoomsConnection, closeConnections, messageOf, newSecret, newUuid, openSpread, type Frame, type RoomObject } from './helpers/rooms-client.js';
 import { runMain, startServer, type RunningServer } from './helpers/server.js';
 
@@ -143,19 +142,6 @@ function onlineOf(frame: Frame, room: number): readonly string[] | null {
 /** A room_update of `room` whose members are `users`. */
 function roomUpdateWith(room: number, users: readonly string[]): (frame: Frame) => boolean {
   return (frame) => frame.action === 'room_update' && roomOf(frame).id === room && JSON.stringify(roomOf(frame).users) === JSON.stringify(users);
-}
-
-/** A free port on 127.0.0.1 at this moment, where nothing listens. */
-async function unusedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  assert.ok(address !== null && typeof address === 'object');
-  return address.port;
 }
 
 /** A Redis client of the test's own, to look at the keys (closed after the test). */
@@ -504,7 +490,7 @@ test('startup: settings that differ from chat:config, an unreachable Redis and a
   });
 
   await t.test('Redis unreachable', async () => {
-    const port = await unusedPort();
+    const port = await freePort();
     const run = await runMain(args, WAIT_MS, { CHAT_REDIS_URL: `redis://127.0.0.1:${port}` });
     assert.equal(run.code, 3, run.stdout + run.stderr);
     assert.match(run.stdout + run.stderr, /cannot reach Redis/);

@@ -65,7 +65,7 @@ export function skipWithoutRedis(t: TestContext): boolean {
 }
 
 /** A port free right now on 127.0.0.1 (the OS picks it; a race with another process is retried by the caller). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
