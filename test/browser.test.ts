@@ -6,6 +6,8 @@
 //      bob and carol. Alice creates a room with bob in the page; they talk in it; carol, signed in
 //      but not a member, never sees the room nor any of its messages; the lobby keeps working in
 //      all three tabs beside the rooms.
+//   3. Two server trees sharing Redis (CHAT_REDIS_URL): alice's tab on one, bob's on the other;
+//      a room made in alice's page, their messages, and a lobby message reach both, same ids.
 // Each test saves screenshots of its tabs in test-output/browser/ (paths printed as diagnostics),
 // also when it fails: they show what the test saw. No tab may log a console error, an uncaught
 // exception or a CSP violation.
@@ -19,6 +21,7 @@ import { join } from 'node:path';
 import { signToken } from '../src/jwt.js';
 import { chromiumInstalled, CHROMIUM_PATH, launchBrowser, type Browser, type Page } from './helpers/cdp.js';
 import { PROJECT_ROOT, startServer, type RunningServer } from './helpers/server.js';
+import { skipWithoutRedis, startRedisServer } from './helpers/redis-server.js';
 
 /** Where the screenshots go (git-ignored). */
 const SCREENSHOT_DIR = join(PROJECT_ROOT, 'test-output', 'browser');
@@ -454,5 +457,73 @@ test('rooms: alice and bob talk in a room made in the page, carol never sees it,
     await saveScreenshots(t, 'rooms', tabs.map(({ name, page }, i) => ({ name: `${name}-${['alice', 'bob', 'carol'][i]}`, page })));
     await browser?.close();
     await server?.stop();
+  }
+});
+
+test('two server trees sharing Redis: alice\'s tab on one and bob\'s on the other talk in a room made in the page, and in the lobby', { timeout: 90000 }, async (t) => {
+  if (skipWithoutChromium(t) || skipWithoutRedis(t)) return;
+  const redis = await startRedisServer({ appendonly: true, args: ['--appendfsync', 'always'] });
+  t.after(() => redis.stop());
+  const secret = randomBytes(32).toString('base64url');
+  const tokenFor = (sub: string) => signToken({ sub, exp: Math.floor(Date.now() / 1000) + 3600 }, Buffer.from(secret));
+  const env = { CHAT_SECRET: secret, CHAT_REDIS_URL: redis.url };
+  const trees: RunningServer[] = [];
+  let browser: Browser | undefined;
+  const tabs: Tab[] = [];
+  try {
+    // Two trees of two workers each, on two ports, as on two machines behind a load balancer.
+    trees.push(await startServer({ args: ['--workers', '2'], env }), await startServer({ args: ['--workers', '2'], env }));
+    browser = await launchBrowser();
+    for (const [name, user, tree] of [['A', 'alice', trees[0]!], ['B', 'bob', trees[1]!]] as const) {
+      const page = await browser.newPage(`${tree.url}/#token=${tokenFor(user)}`);
+      tabs.push({ name, page });
+      await page.waitFor(`document.querySelector('[data-testid="signed-in-user"]')?.textContent === ${JSON.stringify(user)}`, 10000)
+        .catch((err: Error) => { throw new Error(`tab ${name} never showed ${user} signed in: ${err.message}`); });
+    }
+    const [a, b] = tabs as [Tab, Tab];
+
+    // Alice, on the first tree, creates a room with bob in the page's form; it reaches bob's list
+    // on the other tree.
+    const roomName = unique('across');
+    await a.page.type('[data-testid="new-room-name"]', roomName);
+    await a.page.type('[data-testid="new-room-users"]', 'bob');
+    await a.page.click('[data-testid="new-room-submit"]');
+    const roomId = (await waitForRooms(a, `items.some((r) => r.name === ${JSON.stringify(roomName)} && r.current)`,
+      'the new room, selected,')).find((r) => r.name === roomName)!.id;
+    const bobsRooms = await waitForRooms(b, `items.some((r) => r.id === ${JSON.stringify(roomId)})`, 'the room alice made on the other tree');
+    assert.deepEqual(bobsRooms.map((r) => [r.id, r.name]), [[roomId, roomName]], 'tab B: the room, with its name');
+
+    // They talk: each message shows in both tabs with the same id, in the same order.
+    const first = unique('hi bob, from the first tree');
+    await a.page.type('[data-testid="composer"]', first);
+    await a.page.press('Enter');
+    const sent = await waitForRoomMessage(a, first);
+    await b.page.click(`[data-testid="room-list"] [data-room-id="${roomId}"]`);
+    assert.deepEqual(await waitForRoomMessage(b, first), { id: sent.id, state: null, sender: 'alice', text: first, own: false }, 'tab B: alice\'s message');
+    const answer = unique('hello alice, from the second tree');
+    await b.page.type('[data-testid="composer"]', answer);
+    await b.page.press('Enter');
+    const answered = await waitForRoomMessage(b, answer);
+    await waitForRoomMessage(a, answer);
+    assert.deepEqual(await roomMessages(a.page), [
+      { id: sent.id, state: 'sent', sender: 'alice', text: first, own: true },
+      { id: answered.id, state: null, sender: 'bob', text: answer, own: false },
+    ], 'tab A: both messages, in order, with the ids bob\'s tab shows');
+
+    // The lobby is one too: bob's lobby message reaches alice's tab on the other tree, same id.
+    const lobbyText = unique('bob in the lobby');
+    await b.page.type('#message-input', lobbyText);
+    await b.page.press('Enter');
+    const lobbyIds = new Set<string | null>();
+    for (const tab of [a, b]) lobbyIds.add((await waitForMessage(tab.name, tab.page, lobbyText)).id);
+    assert.equal(lobbyIds.size, 1, `both tabs show the same lobby message (same id): ${[...lobbyIds].join(', ')}`);
+    for (const tab of tabs) assert.deepEqual(pageErrors(tab.page), [], `tab ${tab.name}: console errors, exceptions or CSP violations`);
+  } catch (err) {
+    explain(err, tabs, trees[0]);
+    throw err;
+  } finally {
+    await saveScreenshots(t, 'two-trees', tabs.map(({ name, page }, i) => ({ name: `${name}-${['alice', 'bob'][i]}`, page })));
+    await browser?.close();
+    for (const tree of trees) await tree.stop();
   }
 });
