@@ -159,6 +159,8 @@ export class BroadcastLoop implements LobbyMemory {
   private paused = false;
   /** The log shared by several server trees, or null (see useShared). */
   private shared: SharedLobby | null = null;
+  /** Subscriptions resuming from an id not applied yet, with several trees (see handle). */
+  private readonly aheadOfHistory = new Set<{ since: number; answer: () => void }>();
 
   constructor(historySize: number, log: LobbyLog | null = null) {
     this.historySize = historySize;
@@ -200,17 +202,40 @@ export class BroadcastLoop implements LobbyMemory {
         return;
       case 'chat:sub':
         outlet.subscribers++;
-        this.flush(); // everything before the history's last id must reach the worker first
-        this.send(outlet, this.historyAnswer(message.r, message.s));
-        if (message.f) {
-          outlet.following = true;
-          this.send(outlet, { t: 'chat:mirror', m: this.history.texts.slice(), ids: this.history.ids.slice(), trimmed: this.history.trimmedUpTo });
-        }
-        return;
+        // With several trees, a client may resume from an id another tree delivered a moment
+        // before this one applied it: wait for it (as the workers' mirrors do, in Hub.subscribe).
+        // A single tree gives every id itself, so an id above its newest was never given.
+        if (this.shared && message.s !== undefined && message.s > this.history.newestId) return this.answerWhenApplied(outlet, message);
+        return this.answerSubscription(outlet, message);
       case 'chat:unsub':
         outlet.subscribers = Math.max(0, outlet.subscribers - message.n);
         return;
     }
+  }
+
+  /** Answers a subscription: its history, and the whole history for the mirror if it follows. */
+  private answerSubscription(outlet: Outlet, message: ToPrimary & { t: 'chat:sub' }): void {
+    this.flush(); // everything before the history's last id must reach the worker first
+    this.send(outlet, this.historyAnswer(message.r, message.s));
+    if (message.f) {
+      outlet.following = true;
+      this.send(outlet, { t: 'chat:mirror', m: this.history.texts.slice(), ids: this.history.ids.slice(), trimmed: this.history.trimmedUpTo });
+    }
+  }
+
+  /** Answers once the shared log has applied `since` (deliverSoon), or after the wait: then a gap. */
+  private answerWhenApplied(outlet: Outlet, message: ToPrimary & { t: 'chat:sub' }): void {
+    const waiter = {
+      since: message.s!,
+      answer: () => {
+        clearTimeout(timer);
+        this.aheadOfHistory.delete(waiter);
+        if (this.outlets.has(outlet)) this.answerSubscription(outlet, message); // else its worker is gone
+      },
+    };
+    const timer = setTimeout(waiter.answer, RESUME_AHEAD_WAIT_MS);
+    timer.unref(); // a shutdown does not wait for it
+    this.aheadOfHistory.add(waiter);
   }
 
   /**
@@ -287,6 +312,7 @@ export class BroadcastLoop implements LobbyMemory {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
     }
+    if (this.aheadOfHistory.size > 0) for (const waiter of this.aheadOfHistory) if (waiter.since <= id) waiter.answer();
   }
 
   /**

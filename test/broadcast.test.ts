@@ -519,3 +519,22 @@ test('a resume from an id that never comes is a gap once the wait is over', asyn
   assert.deepEqual(subscription.queue.takeAll(), [lobbyText(10), lobbyText(11)], 'the history, as for an id this server never gave');
   hub.detach();
 });
+
+test('with several trees, the loop answers a resume from an id it has not applied yet once it has, and only then', async () => {
+  const loop = new BroadcastLoop(10);
+  loop.useShared({ submitLobby: () => {} });
+  const sent: unknown[] = [];
+  const outlet = { id: 1, subscribers: 0, pending: 0, deliver: (message: unknown, flushed: () => void) => { sent.push(message); flushed(); } };
+  loop.addOutlet(outlet);
+  const base = Date.now() * 1000 + 1_000_000;
+  loop.resetLobby(base);
+  loop.deliverApplied(base + 1, lobbyText(base + 1));
+  loop.handle(outlet, { t: 'chat:sub', r: 7, s: base + 3 });
+  loop.deliverApplied(base + 2, lobbyText(base + 2));
+  assert.deepEqual(sent, [], 'not answered before base + 3 is applied');
+  loop.deliverApplied(base + 3, lobbyText(base + 3));
+  assert.deepEqual(sent, [
+    { t: 'chat:batch', m: [lobbyText(base + 1), lobbyText(base + 2), lobbyText(base + 3)] },
+    { t: 'chat:history', r: 7, m: [], rec: true },
+  ], 'the batch up to it first, then the answer: nothing missed, nothing after since yet');
+});
