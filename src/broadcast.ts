@@ -583,6 +583,8 @@ export class Hub {
         // the whole batch before its consumer runs, so the batch leaves in one socket write.
         for (const queue of this.live) queue.pushAll(texts, sizes);
         if (this.mirror !== null) this.applyToMirror(texts);
+        // Waiting resumes go live only now, after the whole batch is in the mirror and in the live
+        // queues: seeded from the mirror, each gets exactly what follows its id, and none twice.
         if (this.aheadOfMirror.size > 0) for (const waiter of this.aheadOfMirror) if (waiter.since <= this.mirror!.newestId) waiter.go();
         return;
       }
