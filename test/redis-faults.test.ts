@@ -101,6 +101,18 @@ function waitForOutput(tree: RunningServer, pattern: RegExp, count: number, what
 }
 
 /** The lobby messages a connection received (not the greeting, error lines or rooms frames). */
+/**
+ * Waits until `member` (a connection of a member of `room`) has received each of `messages`: its
+ * tree has then applied them, and a read there includes them.
+ */
+async function untilReceived(member: RoomsConnection, room: number, messages: readonly MessageObject[], what: string): Promise<void> {
+  const has = (): boolean => {
+    const received = new Set(member.messages(room).map((m) => m.id));
+    return messages.every((m) => received.has(m.id));
+  };
+  await member.seen(() => has(), what, 30_000);
+}
+
 function lobbyMessages(received: readonly ChatMessage[]): ChatMessage[] {
   return received.filter((m) => typeof m.id === 'number' && m.action === undefined);
 }
@@ -348,7 +360,11 @@ test('kill -9 of one tree while the other serves: the survivor goes on, the rest
   await Promise.all([annRoom2.send(10), benRoom2.send(10), annLobby2.send(5), benLobby2.send(5)]);
 
   // The room's history, from both trees: the same messages in the same order; each request's
-  // text (its uuid) once; and exactly the acknowledged messages, each as acknowledged.
+  // text (its uuid) once; and exactly the acknowledged messages, each as acknowledged. A tree
+  // answers a read from what it has applied, and the last acknowledgements came from both trees:
+  // first each tree's member connection must have received them (applied there, hence readable).
+  await untilReceived(annAgain[1], room, [...annRoom2.acked, ...benRoom2.acked], 'tree A applied the last messages');
+  await untilReceived(benListener, room, [...annRoom2.acked, ...benRoom2.acked], 'tree B applied the last messages');
   const historyA = (await annAgain[1].ok('select_room', { room })).room_messages as MessageObject[];
   const historyB = (await benListener.ok('select_room', { room })).room_messages as MessageObject[];
   assert.deepEqual(historyA, historyB, 'the room\'s history on tree A and on tree B');
@@ -517,13 +533,15 @@ test('Redis killed (-9) and restarted with its AOF in the middle of a burst: wri
   for (const client of allClients) assert.equal(client.isOpen, true, `${client.name} is open after the outage`);
 
   // The room's history, from both trees: the same, in order, every request's uuid once, and
-  // exactly the acknowledged messages, as acknowledged.
+  // exactly the acknowledged messages, as acknowledged (read once each tree has applied them all:
+  // its observer, a member, received them).
+  const acknowledged = [...burst.flatMap((p) => [...p.acked.values()]), ...observersAcked];
+  for (const observer of [observerA, observerB]) await untilReceived(observer, room, acknowledged, `${observer.name}'s tree applied every acknowledged message`);
   const historyA = (await observerA.ok('select_room', { room })).room_messages as MessageObject[];
   const historyB = (await observerB.ok('select_room', { room })).room_messages as MessageObject[];
   assert.deepEqual(historyA, historyB, 'the room\'s history on tree A and on tree B');
   assertIncreasing(historyA.map((m) => m.id), 'the room\'s history');
   assertUnique(historyA.map((m) => m.text), 'the room\'s history');
-  const acknowledged = [...burst.flatMap((p) => [...p.acked.values()]), ...observersAcked];
   assert.equal(acknowledged.length, PER_PUBLISHER * burst.length + 2, 'every request was acknowledged in the end');
   const byId = new Map(historyA.map((m) => [m.id, m]));
   for (const message of acknowledged) assert.deepEqual(byId.get(message.id), message, `acknowledged ${message.text} is in the history, as acknowledged`);
