@@ -109,9 +109,10 @@ function decodeKey(flag: string, pem: Buffer, passphrase: string | undefined): K
     const encrypted = /-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type: 4,ENCRYPTED/m.test(text);
     if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) throw new TlsSetupError(`${flag} holds no PEM private key`);
     if (encrypted && passphrase === undefined) throw new TlsSetupError(`${flag} is encrypted: give its password with --ssl-keyfile-password`);
-    if (encrypted && (error as NodeJS.ErrnoException).code === 'ERR_OSSL_BAD_DECRYPT') {
-      throw new TlsSetupError(`--ssl-keyfile-password does not decrypt ${flag}`);
-    }
+    // A wrong password usually fails the cipher's padding check (BAD_DECRYPT); about once in 256
+    // the garbage happens to end in valid padding, and OpenSSL fails later, parsing it
+    // ("unsupported"...). Either way the password did not give a key.
+    if (encrypted && passphrase !== undefined) throw new TlsSetupError(`--ssl-keyfile-password does not decrypt ${flag}`);
     throw new TlsSetupError(`${flag} holds a private key that cannot be read: ${reason(error)}`);
   }
 }
