@@ -33,6 +33,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { describeRedisUrl, type RedisUrl } from '../redis/url.js';
+import { checkRedisUrl, flushRedis } from './redis-target.js';
 import { parseArgs } from 'node:util';
 import { signToken } from '../jwt.js';
 import { startServer } from './server-process.js';
@@ -48,6 +50,9 @@ on the same data directory, and checks that every acknowledged message is still 
   --min-ms A, --max-ms B  a kill comes A to B ms after the load starts (default 200 to 1500)
   --segment-bytes B     CHAT_LOG_SEGMENT_BYTES (default 65536, the smallest: many checkpoints)
   --keep                keep the data directory (its path is printed)
+  --redis URL           Redis as the log instead (CHAT_REDIS_URL): the URL's database is emptied
+                        (FLUSHDB) first; Redis stays up, the tree is killed; a snapshot every
+                        100 entries (CHAT_REDIS_SNAPSHOT_EVERY), so kills land around snapshots
   -h, --help            this text`;
 
 /** Users, rooms, lobby publishers, and the requests each keeps outstanding. */
@@ -158,6 +163,7 @@ async function main(): Promise<void> {
         'max-ms': { type: 'string', default: '1500' },
         'segment-bytes': { type: 'string', default: '65536' },
         keep: { type: 'boolean', default: false },
+        redis: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -197,7 +203,20 @@ async function main(): Promise<void> {
     CHAT_RATE_BURST: '1000000',
     CHAT_LOG_SEGMENT_BYTES: values['segment-bytes'],
   };
-  console.log(`crash loop: --kills ${kills} --workers ${workers} --seed ${seed}, data directory ${dir}`);
+  let redisUrl: RedisUrl | null = null;
+  if (values.redis !== undefined) {
+    try {
+      redisUrl = checkRedisUrl(values.redis);
+    } catch (error) {
+      console.error(`${(error as Error).message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    // A fresh chat, as with a fresh data directory: what an earlier run left is not this run's.
+    const removed = await flushRedis(redisUrl);
+    Object.assign(env, { CHAT_REDIS_URL: values.redis, CHAT_REDIS_SNAPSHOT_EVERY: '100' });
+    console.log(`crash loop: Redis ${describeRedisUrl(redisUrl)} is the log (its database emptied: ${removed} keys removed)`);
+  }
+  console.log(`crash loop: --kills ${kills} --workers ${workers} --seed ${seed}, ${redisUrl === null ? `data directory ${dir}` : 'Redis'}`);
 
   const totals: Totals = { checked: 0, lost: 0, duplicated: 0, problems: [] };
   /** Per room: every message checked so far, in id order; the lobby: the last id checked. */
