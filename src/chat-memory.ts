@@ -8,13 +8,13 @@ import type { LogFiles } from './log/message-log.js';
 import type { ChatConfig } from './config.js';
 import { LogStore } from './rooms/log-store.js';
 import { MemoryStore } from './rooms/memory-store.js';
-import type { ChatStore } from './rooms/store.js';
+import type { RoomStore } from './rooms/store.js';
 import { log } from './server/logger.js';
 import { openSharedChat, type SharedChat } from './shared-chat.js';
 
 export interface ChatMemory {
   loop: BroadcastLoop;
-  store: ChatStore;
+  store: RoomStore;
   /** The message log, or null when CHAT_DATA_DIR is empty (memory only) or Redis is the log. */
   chatLog: ChatLog | null;
   /** The chat shared through Redis (CHAT_REDIS_URL), or null. */

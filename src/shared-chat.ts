@@ -59,7 +59,7 @@ import type { ChatConfig } from './config.js';
 import { RedisConnectionError } from './redis/errors.js';
 import { SharedLog, SharedLogGapError, streamIdTime, type LogEntry } from './redis/shared-log.js';
 import type { MemoryStore } from './rooms/memory-store.js';
-import type { ChatStore, IntentResult, Message, MessagesSince, Room, RoomIntent, SharedRoomEvent, SharedRoomListener, SharedWrites } from './rooms/store.js';
+import type { IntentResult, Message, MessagesSince, Room, RoomIntent, SharedRoomEvent, SharedRoomListener, SharedStore } from './rooms/store.js';
 import { StoreUnavailableError } from './rooms/store.js';
 import { log } from './server/logger.js';
 import { SharedPresence } from './shared-presence.js';
@@ -96,7 +96,7 @@ interface SnapshotState {
   sent: Array<{ uuid: string; message: Message }>;
 }
 
-export class SharedChat implements ChatStore, SharedWrites, SharedLobby {
+export class SharedChat implements SharedStore, SharedLobby {
   readonly log: SharedLog;
   readonly presence: SharedPresence;
   private readonly config: ChatConfig;
@@ -417,23 +417,6 @@ export class SharedChat implements ChatStore, SharedWrites, SharedLobby {
 
   messagesSince(roomId: number, sinceId: number, n: number): MessagesSince {
     return this.memory.messagesSince(roomId, sinceId, n);
-  }
-
-  // ChatStore's apply-at-call writes do not exist here (see store.ts): the service submits instead.
-  createRoom(): Promise<Room> {
-    throw new Error('SharedChat: writes are submitted (submit), not applied at the call');
-  }
-
-  addUsers(): Promise<Room> {
-    throw new Error('SharedChat: writes are submitted (submit), not applied at the call');
-  }
-
-  removeUser(): Promise<Room> {
-    throw new Error('SharedChat: writes are submitted (submit), not applied at the call');
-  }
-
-  appendMessage(): Promise<Message> {
-    throw new Error('SharedChat: writes are submitted (submit), not applied at the call');
   }
 
   // ---- the connection's life ---------------------------------------------------------------------

@@ -15,8 +15,14 @@ import { readChatConfig, type ChatConfig } from '../src/config.js';
 import { NODE_FILES, segmentFileName, type LogFiles } from '../src/log/message-log.js';
 import { encodeRecord } from '../src/log/record.js';
 import { hostname } from 'node:os';
-import { StoreUnavailableError } from '../src/rooms/store.js';
+import { StoreUnavailableError, isSharedStore, type ChatStore } from '../src/rooms/store.js';
 import { setLogLevel } from '../src/server/logger.js';
+
+/** The store's writes: the file log's store applies them at the call (not a shared store). */
+function writesOf(memory: ChatMemory): ChatStore {
+  assert.ok(!isSharedStore(memory.store), 'a local store');
+  return memory.store;
+}
 
 setLogLevel('error'); // the log's warnings are expected here; the assertions say what matters
 
@@ -73,13 +79,13 @@ test('rooms, members, messages, retries and the lobby come back after a reopen, 
   const dir = tempDir(t);
   const first = await openChatMemory(config(dir));
   const outlet = worker(first);
-  const room = await first.store.createRoom('plans', ['alice', 'bob'], 1000);
-  await first.store.addUsers(room.id, ['carol', 'dave']);
-  const other = await first.store.createRoom('gone', ['erin'], 1001);
+  const room = await writesOf(first).createRoom('plans', ['alice', 'bob'], 1000);
+  await writesOf(first).addUsers(room.id, ['carol', 'dave']);
+  const other = await writesOf(first).createRoom('gone', ['erin'], 1001);
   const messages = [];
-  for (let i = 0; i < 5; i++) messages.push(await first.store.appendMessage(room.id, 'alice', `u${i}`, `text ${i}`, Date.now()));
-  await first.store.removeUser(room.id, 'dave');
-  await first.store.removeUser(other.id, 'erin'); // its last member: the room is deleted, with its history
+  for (let i = 0; i < 5; i++) messages.push(await writesOf(first).appendMessage(room.id, 'alice', `u${i}`, `text ${i}`, Date.now()));
+  await writesOf(first).removeUser(room.id, 'dave');
+  await writesOf(first).removeUser(other.id, 'erin'); // its last member: the room is deleted, with its history
   const { delivered } = await publish(first, outlet, ['one', 'two', 'three', 'four']);
   assert.equal(delivered.length, 4);
   const pairs: Array<[string, string]> = messages.map((_, i) => ['alice', `u${i}`]);
@@ -93,7 +99,7 @@ test('rooms, members, messages, retries and the lobby come back after a reopen, 
   assert.equal(second.store.room(other.id), undefined);
   assert.equal(second.store.findMessage('alice', 'u0')?.id, messages[0].id, 'a retry of a message trimmed from the history is still recognised');
   // Ids go on above every id given before the restart, in rooms and in the lobby.
-  const next = await second.store.appendMessage(room.id, 'bob', 'v', 'after', Date.now());
+  const next = await writesOf(second).appendMessage(room.id, 'bob', 'v', 'after', Date.now());
   assert.ok(next.id > messages[4].id);
   const lobbyAfter = await publish(second, outlet2, ['five']);
   const lastBefore = JSON.parse(delivered[3]) as { id: number };
@@ -126,11 +132,11 @@ test('checkpoints keep what must be kept and delete the segments before them', a
   const memory = await openChatMemory(settings);
   const outlet = worker(memory);
   const rooms = [];
-  for (let r = 0; r < 4; r++) rooms.push(await memory.store.createRoom(`room ${r}`, ['alice', `user${r}`], Date.now()));
+  for (let r = 0; r < 4; r++) rooms.push(await writesOf(memory).createRoom(`room ${r}`, ['alice', `user${r}`], Date.now()));
   const pairs: Array<[string, string]> = [];
   for (let i = 0; i < 240; i++) {
     const room = rooms[i % rooms.length];
-    await memory.store.appendMessage(room.id, 'alice', `m${i}`, `message ${i} `.repeat(3), Date.now());
+    await writesOf(memory).appendMessage(room.id, 'alice', `m${i}`, `message ${i} `.repeat(3), Date.now());
     pairs.push(['alice', `m${i}`]);
     if (i % 40 === 0) await publish(memory, outlet, [`lobby ${i}`]);
   }
@@ -193,12 +199,12 @@ test('a flush that fails: the writes are undone, their clients told, and writes 
   };
   const memory = await openChatMemory(config(dir), files);
   const outlet = worker(memory);
-  const room = await memory.store.createRoom('r', ['alice'], 1);
-  const kept = await memory.store.appendMessage(room.id, 'alice', 'kept', 'kept', Date.now());
+  const room = await writesOf(memory).createRoom('r', ['alice'], 1);
+  const kept = await writesOf(memory).appendMessage(room.id, 'alice', 'kept', 'kept', Date.now());
 
   failSyncs = 1; // the next group's flush fails (its repair's flush then succeeds)
-  const lost = memory.store.appendMessage(room.id, 'alice', 'lost', 'lost', Date.now());
-  const created = memory.store.createRoom('never', ['alice'], 2);
+  const lost = writesOf(memory).appendMessage(room.id, 'alice', 'lost', 'lost', Date.now());
+  const created = writesOf(memory).createRoom('never', ['alice'], 2);
   const lobby = publish(memory, outlet, ['not sent'], 42);
   assert.equal(memory.store.findMessage('alice', 'lost')?.text, 'lost', 'applied to memory at the call');
   await assert.rejects(lost, StoreUnavailableError);
@@ -211,7 +217,7 @@ test('a flush that fails: the writes are undone, their clients told, and writes 
   assert.deepEqual(history(memory, outlet).m, []);
 
   while (!memory.chatLog!.healthy) await new Promise((resolve) => setTimeout(resolve, 10));
-  const after = await memory.store.appendMessage(room.id, 'alice', 'lost', 'again', Date.now());
+  const after = await writesOf(memory).appendMessage(room.id, 'alice', 'lost', 'again', Date.now());
   assert.equal(after.text, 'again', 'the retry with the same uuid is a new message: the first never existed');
   await memory.chatLog!.close();
   const reopened = await openChatMemory(config(dir));

@@ -8,7 +8,7 @@ import type { RoomDelivery, RoomsToPrimary, RoomsToWorker } from './ipc.js';
 import { MemoryStore } from './memory-store.js';
 import { answerSuccess, type ServiceRequest } from './requests.js';
 import { RoomService, type OutletId } from './service.js';
-import type { ChatStore } from './store.js';
+import type { RoomStore } from './store.js';
 
 export class RoomRouter {
   readonly service: RoomService;
@@ -18,7 +18,7 @@ export class RoomRouter {
   private flushScheduled = false;
 
   /** `sendTo` carries a batch to a worker (IPC, with the lobby's flow control, or a direct call). */
-  constructor(config: ChatConfig, sendTo: (outlet: OutletId, message: RoomsToWorker) => void, store: ChatStore = new MemoryStore({ historyLimit: config.historySize })) {
+  constructor(config: ChatConfig, sendTo: (outlet: OutletId, message: RoomsToWorker) => void, store: RoomStore = new MemoryStore({ historyLimit: config.historySize })) {
     this.sendTo = sendTo;
     this.service = new RoomService(store, {
       historySize: config.historySize,

@@ -60,8 +60,8 @@
 //     members with the last online list its members were told (by a presence push, a room_update
 //     or a new_message's room object) and pushes `presence` only if they differ.
 import { CHAT_LIMITS, CHAT_SETTINGS } from '../config.js';
-import type { ChatStore, IntentResult, Message, Room, RoomIntent, SharedRoomEvent, SharedWrites } from './store.js';
-import { StoreUnavailableError, sharedWritesOf } from './store.js';
+import type { ChatReads, ChatStore, IntentResult, Message, Room, RoomIntent, RoomStore, SharedRoomEvent, SharedWrites } from './store.js';
+import { StoreUnavailableError, isSharedStore } from './store.js';
 import type { ErrorCode, ServiceRequest } from './requests.js';
 import { answerError, answerSuccess } from './requests.js';
 
@@ -155,7 +155,10 @@ interface PresenceState {
 }
 
 export class RoomService {
-  private readonly store: ChatStore;
+  /** The store's reads (either kind of store). */
+  private readonly store: ChatReads;
+  /** The store's writes when they apply at the call (memory, the file log), else null. */
+  private readonly local: ChatStore | null;
   private readonly limits: RoomLimits;
   private readonly output: RoomOutput;
   private readonly clock: Clock;
@@ -173,13 +176,14 @@ export class RoomService {
   private failedWrites = 0;
   private closed = false;
 
-  constructor(store: ChatStore, limits: RoomLimits, output: RoomOutput, clock: Clock, schedule: Scheduler) {
+  constructor(store: RoomStore, limits: RoomLimits, output: RoomOutput, clock: Clock, schedule: Scheduler) {
     this.store = store;
+    this.local = isSharedStore(store) ? null : store;
     this.limits = limits;
     this.output = output;
     this.clock = clock;
     this.schedule = schedule;
-    this.shared = sharedWritesOf(store);
+    this.shared = isSharedStore(store) ? store : null;
     this.shared?.attach({
       applied: (event) => this.remoteApplied(event),
       presenceChanged: (user) => this.onlineChanged(user),
@@ -284,8 +288,9 @@ export class RoomService {
       return this.fail(requester, 'limit_reached', `a room holds at most ${this.limits.maxMembersPerRoom} members`);
     }
     if (!this.roomsLeft(requester, members)) return;
-    if (this.shared) return this.submit(requester, { k: 'create', user: requester.user, name, users: members, ts: this.clock() }, (result) => this.announce(requester, result.room, result.room.users));
-    const write = this.write(requester, () => this.store.createRoom(name, members, this.clock()));
+    const local = this.local;
+    if (local === null) return this.submit(requester, { k: 'create', user: requester.user, name, users: members, ts: this.clock() }, (result) => this.announce(requester, result.room, result.room.users));
+    const write = this.write(requester, () => local.createRoom(name, members, this.clock()));
     if (write) this.enqueue(write, (room) => this.announce(requester, room, room.users), () => this.replyUnavailable(requester));
   }
 
@@ -301,21 +306,23 @@ export class RoomService {
       return this.fail(requester, 'limit_reached', `room ${roomId} would have more than ${this.limits.maxMembersPerRoom} members`);
     }
     if (!this.roomsLeft(requester, added)) return;
-    if (this.shared) {
+    const local = this.local;
+    if (local === null) {
       return this.submit(requester, { k: 'add', user: requester.user, room: roomId, users: added }, (result) => {
         // Members only by the time it was applied (another tree added them first): nothing changed.
         if (result.changed) this.announce(requester, result.room, result.room.users);
         else this.reply(requester, answerSuccess(requester.uuid, requester.action, { room: this.roomObject(result.room) }));
       });
     }
-    const write = this.write(requester, () => this.store.addUsers(roomId, added));
+    const write = this.write(requester, () => local.addUsers(roomId, added));
     if (write) this.enqueue(write, (after) => this.announce(requester, after, after.users), () => this.replyUnavailable(requester));
   }
 
   private leaveRoom(requester: Requester, roomId: number): void {
     if (!this.memberRoom(requester, roomId)) return;
-    if (this.shared) return this.submit(requester, { k: 'leave', user: requester.user, room: roomId }, (result) => this.announce(requester, result.room, [...result.room.users, requester.user]));
-    const write = this.write(requester, () => this.store.removeUser(roomId, requester.user));
+    const local = this.local;
+    if (local === null) return this.submit(requester, { k: 'leave', user: requester.user, room: roomId }, (result) => this.announce(requester, result.room, [...result.room.users, requester.user]));
+    const write = this.write(requester, () => local.removeUser(roomId, requester.user));
     // The leaver hears the room_update too ("every user who is or was a member").
     if (write) this.enqueue(write, (after) => this.announce(requester, after, [...after.users, requester.user]), () => this.replyUnavailable(requester));
   }
@@ -355,7 +362,8 @@ export class RoomService {
     }
     const room = this.memberRoom(requester, roomId);
     if (!room) return;
-    if (this.shared) {
+    const local = this.local;
+    if (local === null) {
       return this.submit(requester, { k: 'message', user: requester.user, room: roomId, uuid: requester.uuid, text, ts: this.clock() }, (result) => {
         const message = result.message!;
         // A retry that reached the log before its original was applied here: the original, to
@@ -366,7 +374,7 @@ export class RoomService {
         this.told(result.room.id, online);
       });
     }
-    const write = this.write(requester, () => this.store.appendMessage(roomId, requester.user, requester.uuid, text, this.clock()));
+    const write = this.write(requester, () => local.appendMessage(roomId, requester.user, requester.uuid, text, this.clock()));
     if (!write) return;
     this.enqueue(write, (message) => {
       // To the members at handling time (`room` is that snapshot); the requester's copy is its answer.

@@ -112,10 +112,34 @@ export const DEFAULT_DEDUPE_WINDOW_MS = 24 * 60 * 60 * 1000;
 export const DEFAULT_DEDUPE_LIMIT = 100_000;
 
 /**
+ * What every store answers: reads, synchronous, from memory (with ChatStore: including writes not
+ * yet settled; with a shared store: as of the last entry of the shared log applied).
+ */
+export interface ChatReads {
+  room(id: number): Room | undefined;
+
+  /** The user's rooms, in no particular order (the caller sorts what it shows). */
+  roomsOf(user: string): readonly Room[];
+
+  /** The message `user` sent with `uuid`, if it is still in the dedupe table (see DEFAULT_DEDUPE_WINDOW_MS). */
+  findMessage(user: string, uuid: string): Message | undefined;
+
+  /** The room's last n messages, oldest first (fewer if it has fewer; none for an unknown room). */
+  lastMessages(roomId: number, n: number): readonly Message[];
+
+  /**
+   * The room's messages with ids above `sinceId`, oldest first, if the store still has all of
+   * them and they are at most n; otherwise the last n, with complete = false, so that the client
+   * knows it has a gap.
+   */
+  messagesSince(roomId: number, sinceId: number, n: number): MessagesSince;
+}
+
+/**
  * The store. Callers (the service) check existence, membership and limits before writing: a write
  * on a room that does not exist is a bug in the caller and throws an Error (not a rejection).
  */
-export interface ChatStore {
+export interface ChatStore extends ChatReads {
   // ---- writes: applied to memory at the call, settled in call order once durable ----------------
 
   /**
@@ -139,26 +163,6 @@ export interface ChatStore {
    * room's lastActivity to `ts`. Records (user, uuid) for findMessage.
    */
   appendMessage(roomId: number, user: string, uuid: string, text: string, ts: number): Promise<Message>;
-
-  // ---- reads: synchronous, from memory, including writes not yet settled ------------------------
-
-  room(id: number): Room | undefined;
-
-  /** The user's rooms, in no particular order (the caller sorts what it shows). */
-  roomsOf(user: string): readonly Room[];
-
-  /** The message `user` sent with `uuid`, if it is still in the dedupe table (see DEFAULT_DEDUPE_WINDOW_MS). */
-  findMessage(user: string, uuid: string): Message | undefined;
-
-  /** The room's last n messages, oldest first (fewer if it has fewer; none for an unknown room). */
-  lastMessages(roomId: number, n: number): readonly Message[];
-
-  /**
-   * The room's messages with ids above `sinceId`, oldest first, if the store still has all of
-   * them and they are at most n; otherwise the last n, with complete = false, so that the client
-   * knows it has a gap.
-   */
-  messagesSince(roomId: number, sinceId: number, n: number): MessagesSince;
 }
 
 // ---- a store shared by several server trees (the Redis log: shared-chat.ts) ---------------------
@@ -219,8 +223,13 @@ export interface SharedWrites {
   localPresence(user: string, online: boolean): void;
 }
 
-/** The store's shared writes, if it is a shared store. */
-export function sharedWritesOf(store: ChatStore): SharedWrites | null {
-  const candidate = store as Partial<SharedWrites>;
-  return typeof candidate.submit === 'function' && typeof candidate.attach === 'function' ? store as ChatStore & SharedWrites : null;
+/** A store shared by several server trees: the same reads, and writes that are submitted. */
+export interface SharedStore extends ChatReads, SharedWrites {}
+
+/** What the room service runs on: a store whose writes apply at the call, or a shared one. */
+export type RoomStore = ChatStore | SharedStore;
+
+/** Whether the store is shared (its writes are submitted: see above). */
+export function isSharedStore(store: RoomStore): store is SharedStore {
+  return typeof (store as Partial<SharedWrites>).submit === 'function';
 }
