@@ -77,8 +77,10 @@ describe('--timeout-request-head: clients that never finish their request head',
   }
 
   test('a head trickled a byte at a time, for ever (slowloris), gets 408 and is closed', async () => {
-    const socket = await openSocket(server.port);
+    // Timed from before the connect: the server's clock for the head starts when it accepts,
+    // which the client may hear of some ms later on a busy machine.
     const start = performance.now();
+    const socket = await openSocket(server.port);
     const reader = new ByteReader(socket);
     const head = Buffer.from(`GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ${'a'.repeat(1000)}`);
     let sent = 0;
@@ -98,8 +100,10 @@ describe('--timeout-request-head: clients that never finish their request head',
   });
 
   test('a WebSocket handshake cut off in the middle of its head gets 408 and is closed', async () => {
-    const socket = await openSocket(server.port);
+    // Timed from before the connect: the server's clock for the head starts when it accepts,
+    // which the client may hear of some ms later on a busy machine.
     const start = performance.now();
+    const socket = await openSocket(server.port);
     const reader = new ByteReader(socket);
     await write(socket, 'GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n');
     const { answer, ms } = await answerAndEnd(reader, start);
@@ -109,8 +113,10 @@ describe('--timeout-request-head: clients that never finish their request head',
   });
 
   test('a connection that sends nothing at all gets 408 and is closed', async () => {
-    const socket = await openSocket(server.port);
+    // Timed from before the connect: the server's clock for the head starts when it accepts,
+    // which the client may hear of some ms later on a busy machine.
     const start = performance.now();
+    const socket = await openSocket(server.port);
     const reader = new ByteReader(socket);
     const { answer, ms } = await answerAndEnd(reader, start);
     assert.match(answer, /^HTTP\/1\.1 408 Request Timeout\r\n/);
