@@ -58,8 +58,8 @@ import type { BroadcastLoop, SharedLobby } from './broadcast.js';
 import type { ChatConfig } from './config.js';
 import { RedisConnectionError } from './redis/errors.js';
 import { SharedLog, SharedLogGapError, streamIdTime, type LogEntry } from './redis/shared-log.js';
-import type { MemoryStore } from './rooms/memory-store.js';
-import type { IntentResult, Message, MessagesSince, Room, RoomIntent, SharedRoomEvent, SharedRoomListener, SharedStore } from './rooms/store.js';
+import { MemoryReads, type MemoryStore } from './rooms/memory-store.js';
+import type { IntentResult, Message, Room, RoomIntent, SharedRoomEvent, SharedRoomListener, SharedStore } from './rooms/store.js';
 import { StoreUnavailableError } from './rooms/store.js';
 import { log } from './server/logger.js';
 import { SharedPresence } from './shared-presence.js';
@@ -96,11 +96,11 @@ interface SnapshotState {
   sent: Array<{ uuid: string; message: Message }>;
 }
 
-export class SharedChat implements SharedStore, SharedLobby {
+/** Reads are this tree's copy, as of the last entry applied (MemoryReads). */
+export class SharedChat extends MemoryReads implements SharedStore, SharedLobby {
   readonly log: SharedLog;
   readonly presence: SharedPresence;
   private readonly config: ChatConfig;
-  private readonly memory: MemoryStore;
   private readonly loop: BroadcastLoop;
   private listener: SharedRoomListener | null = null;
   /** This tree's intents waiting for the log, by number: what to tell when it applies (or loses) them. */
@@ -122,8 +122,8 @@ export class SharedChat implements SharedStore, SharedLobby {
   snapshotsStored = 0;
 
   constructor(config: ChatConfig, memory: MemoryStore, loop: BroadcastLoop, sharedLog: SharedLog) {
+    super(memory);
     this.config = config;
-    this.memory = memory;
     this.loop = loop;
     this.log = sharedLog;
     this.presence = new SharedPresence(sharedLog);
@@ -395,28 +395,6 @@ export class SharedChat implements SharedStore, SharedLobby {
 
   localPresence(user: string, online: boolean): void {
     this.presence.localChanged(user, online);
-  }
-
-  // ---- reads: this tree's copy, as of the last entry applied ------------------------------------------
-
-  room(id: number): Room | undefined {
-    return this.memory.room(id);
-  }
-
-  roomsOf(user: string): readonly Room[] {
-    return this.memory.roomsOf(user);
-  }
-
-  findMessage(user: string, uuid: string): Message | undefined {
-    return this.memory.findMessage(user, uuid);
-  }
-
-  lastMessages(roomId: number, n: number): readonly Message[] {
-    return this.memory.lastMessages(roomId, n);
-  }
-
-  messagesSince(roomId: number, sinceId: number, n: number): MessagesSince {
-    return this.memory.messagesSince(roomId, sinceId, n);
   }
 
   // ---- the connection's life ---------------------------------------------------------------------

@@ -9,8 +9,8 @@
 // StoreUnavailableError (their clients get `unavailable`). While the log is failing, a write is
 // refused at the call, having changed nothing.
 import type { ChatLog } from '../chat-log.js';
-import type { Applied, MemoryStore } from './memory-store.js';
-import type { ChatStore, Message, MessagesSince, Room } from './store.js';
+import { MemoryReads, type Applied, type MemoryStore } from './memory-store.js';
+import type { ChatStore, Message, Room } from './store.js';
 import { StoreUnavailableError } from './store.js';
 
 /** A write applied to memory and appended to the log, waiting for the log to say it is durable. */
@@ -22,14 +22,14 @@ interface Unsettled {
 
 const REFUSED = 'the message log cannot take writes now (see the server\'s log)';
 
-export class LogStore implements ChatStore {
-  private readonly memory: MemoryStore;
+/** The reads are the memory's (MemoryReads); the writes go to the memory and the log. */
+export class LogStore extends MemoryReads implements ChatStore {
   private readonly log: ChatLog;
   /** Oldest first: the log settles them in this order. */
   private unsettled: Unsettled[] = [];
 
   constructor(memory: MemoryStore, log: ChatLog) {
-    this.memory = memory;
+    super(memory);
     this.log = log;
   }
 
@@ -83,27 +83,5 @@ export class LogStore implements ChatStore {
       entry.settled = true;
       entry.reject(new StoreUnavailableError(REFUSED, { cause }));
     }
-  }
-
-  // ---- reads: the memory's -----------------------------------------------------------------------
-
-  room(id: number): Room | undefined {
-    return this.memory.room(id);
-  }
-
-  roomsOf(user: string): readonly Room[] {
-    return this.memory.roomsOf(user);
-  }
-
-  findMessage(user: string, uuid: string): Message | undefined {
-    return this.memory.findMessage(user, uuid);
-  }
-
-  lastMessages(roomId: number, n: number): readonly Message[] {
-    return this.memory.lastMessages(roomId, n);
-  }
-
-  messagesSince(roomId: number, sinceId: number, n: number): MessagesSince {
-    return this.memory.messagesSince(roomId, sinceId, n);
   }
 }

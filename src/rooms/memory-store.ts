@@ -5,7 +5,7 @@
 // Bounds: each room keeps its last `historyLimit` messages; the dedupe table the entries of the
 // last `dedupeWindowMs`, at most `dedupeLimit` of them (store.ts says why both); a room whose last
 // member leaves is deleted.
-import type { ChatStore, Message, MessagesSince, Room } from './store.js';
+import type { ChatReads, ChatStore, Message, MessagesSince, Room } from './store.js';
 import { DEFAULT_DEDUPE_LIMIT, DEFAULT_DEDUPE_WINDOW_MS } from './store.js';
 
 export interface MemoryStoreOptions {
@@ -338,4 +338,36 @@ export class MemoryStore implements ChatStore {
 /** User ids hold no control characters, so NUL cannot occur in one: the key is unambiguous. */
 function dedupeKey(user: string, uuid: string): string {
   return `${user}\0${uuid}`;
+}
+
+/**
+ * The reads of a store that keeps what it serves in a MemoryStore and adds a log behind it: the
+ * file log (log-store.ts) and the shared log in Redis (shared-chat.ts). Reads never touch the log.
+ */
+export class MemoryReads implements ChatReads {
+  protected readonly memory: MemoryStore;
+
+  constructor(memory: MemoryStore) {
+    this.memory = memory;
+  }
+
+  room(id: number): Room | undefined {
+    return this.memory.room(id);
+  }
+
+  roomsOf(user: string): readonly Room[] {
+    return this.memory.roomsOf(user);
+  }
+
+  findMessage(user: string, uuid: string): Message | undefined {
+    return this.memory.findMessage(user, uuid);
+  }
+
+  lastMessages(roomId: number, n: number): readonly Message[] {
+    return this.memory.lastMessages(roomId, n);
+  }
+
+  messagesSince(roomId: number, sinceId: number, n: number): MessagesSince {
+    return this.memory.messagesSince(roomId, sinceId, n);
+  }
 }
