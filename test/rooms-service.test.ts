@@ -11,7 +11,7 @@
 // writes the test settles by hand shows that answers leave in handling order whatever the store.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryStore } from '../src/rooms/memory-store.js';
+import { MemoryReads, MemoryStore } from '../src/rooms/memory-store.js';
 import type { ServiceRequest } from '../src/rooms/requests.js';
 import {
   DEFAULT_MAX_MEMBERS_PER_ROOM,
@@ -24,7 +24,7 @@ import {
   type RoomLimits,
   type RoomOutput,
 } from '../src/rooms/service.js';
-import { StoreUnavailableError, type ChatStore, type Message, type MessagesSince, type Room } from '../src/rooms/store.js';
+import { StoreUnavailableError, type ChatStore, type Message, type Room } from '../src/rooms/store.js';
 
 const T0 = 1_700_000_000_000;
 const FIRST_ROOM = 1;
@@ -45,15 +45,10 @@ interface Connection {
 type OutputCall = { kind: 'reply'; outlet: OutletId; conn: number; text: string } | { kind: 'deliver'; outlet: OutletId; users: string[]; text: string };
 
 /** A store whose writes are applied at the call (as the contract says) and settle when the test says. */
-class ManualStore implements ChatStore {
-  readonly memory: MemoryStore;
+class ManualStore extends MemoryReads implements ChatStore {
   readonly pending: Array<{ resolve: () => void; reject: (error: Error) => void; what: string }> = [];
   /** When true, writes are refused (StoreUnavailableError thrown, nothing changed). */
   refuse = false;
-
-  constructor(memory: MemoryStore) {
-    this.memory = memory;
-  }
 
   private hold<T>(what: string, apply: () => Promise<T>): Promise<T> {
     if (this.refuse) throw new StoreUnavailableError('the disk is full');
@@ -74,21 +69,6 @@ class ManualStore implements ChatStore {
   }
   appendMessage(roomId: number, user: string, uuid: string, text: string, ts: number): Promise<Message> {
     return this.hold('appendMessage', () => this.memory.appendMessage(roomId, user, uuid, text, ts));
-  }
-  room(id: number): Room | undefined {
-    return this.memory.room(id);
-  }
-  roomsOf(user: string): readonly Room[] {
-    return this.memory.roomsOf(user);
-  }
-  findMessage(user: string, uuid: string): Message | undefined {
-    return this.memory.findMessage(user, uuid);
-  }
-  lastMessages(roomId: number, n: number): readonly Message[] {
-    return this.memory.lastMessages(roomId, n);
-  }
-  messagesSince(roomId: number, sinceId: number, n: number): MessagesSince {
-    return this.memory.messagesSince(roomId, sinceId, n);
   }
 }
 
